@@ -1,0 +1,1 @@
+"""Distillation: manifest datasets, the papers' losses, the trainer and evaluation."""

@@ -1,0 +1,119 @@
+"""Datasets from manifests: every image goes through `open_study` and the card's preprocessing.
+
+Why through `open_study`: the model must be trained on exactly the pixels the app will show
+it. The deterministic half of preprocessing (`to_model_range`) is cached per (manifest,
+split, input spec) as float16, so that epochs cost only augmentation + the model.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.preprocess import InputSpec, model_input_image, to_model_range
+from ..studies import StudyLoadError, open_study
+
+log = logging.getLogger(__name__)
+
+#: Columns of the image manifests in ../shared/data, and of the fMRI manifest.
+IMAGE_COLUMNS = ("path", "label")
+FMRI_COLUMNS = ("degree_map", "amplitude_map", "label")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+    group: str  # patient / lesion / subject: the unit splits are grouped by
+    split: str
+    source: str
+
+
+def _map_column(spec: InputSpec) -> str:
+    return f"{spec.fmri_map}_map" if spec.fmri_map else "path"
+
+
+def read_manifest(manifest: Path, spec: InputSpec, split: str | None = None) -> list[Sample]:
+    """Rows of *manifest* (optionally one split). Paths resolve against the manifest's folder.
+
+    Image manifests have ``path,label,patient_id,split,source``; the fMRI manifest has
+    ``degree_map,amplitude_map,subject_id,site,label,split`` and the card's ``fmri_map``
+    picks the column.
+    """
+    manifest = Path(manifest)
+    column = _map_column(spec)
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and column not in rows[0]:
+        raise ValueError(f"{manifest.name} has no column {column!r} (columns: {', '.join(rows[0])})")
+    samples = []
+    for r in rows:
+        if split is not None and r.get("split", "") != split:
+            continue
+        samples.append(Sample(
+            path=manifest.parent / r[column],
+            label=r["label"],
+            group=r.get("patient_id") or r.get("subject_id") or "",
+            split=r.get("split", ""),
+            source=(r.get("source") or r.get("site") or "").split("@")[0],
+        ))
+    return samples
+
+
+def manifest_sha256(manifest: Path) -> str:
+    return hashlib.sha256(Path(manifest).read_bytes()).hexdigest()
+
+
+def load_model_range(path: Path, spec: InputSpec) -> torch.Tensor:
+    """One file -> (C, size, size) in [0, 1], through open_study exactly as the app does."""
+    return to_model_range(model_input_image(open_study(path), spec), spec)
+
+
+class CachedSplit:
+    """All images of one split, preprocessed once: ``x`` (N, C, S, S) float16 in [0, 1], ``y`` (N,)."""
+
+    def __init__(self, samples: list[Sample], classes: list[str], spec: InputSpec, cache_dir: Path | None,
+                 on_progress: Callable[[int, int], None] | None = None) -> None:
+        self.samples = samples
+        self.classes = classes
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({s.label for s in samples} - index.keys())
+        if unknown:
+            raise ValueError(f"labels not among the classes {classes}: {unknown}")
+        self.y = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
+        self.x = self._load(spec, cache_dir, on_progress)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _key(self, spec: InputSpec) -> str:
+        blob = json.dumps({"spec": spec.to_dict(), "files": [str(s.path) for s in self.samples]}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def _load(self, spec: InputSpec, cache_dir: Path | None, on_progress) -> torch.Tensor:
+        cache = cache_dir / f"{self._key(spec)}.npy" if cache_dir else None
+        if cache is not None and cache.exists():
+            arr = np.load(cache, allow_pickle=False)
+            if arr.shape[0] == len(self.samples):
+                return torch.from_numpy(arr)
+        out = torch.empty((len(self.samples), spec.channels, spec.size, spec.size), dtype=torch.float16)
+        for i, s in enumerate(self.samples):
+            try:
+                out[i] = load_model_range(s.path, spec).to(torch.float16)
+            except StudyLoadError as exc:
+                raise StudyLoadError(f"Training image {s.path.name} could not be opened: {exc}") from None
+            if on_progress and (i % 100 == 0 or i == len(self.samples) - 1):
+                on_progress(i + 1, len(self.samples))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npy")
+            np.save(tmp, out.numpy(), allow_pickle=False)
+            tmp.replace(cache)
+        return out

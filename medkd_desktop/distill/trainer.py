@@ -1,0 +1,249 @@
+"""The trainer: one loop for teachers, plain baseline students and distilled students.
+
+Why one loop: a baseline and a distilled student must differ ONLY in the loss, so that the
+card's "what distillation bought" is a fair comparison (same data, augmentation, budget,
+seed). The loop checkpoints every epoch (a killed run resumes), reports progress as JSON
+lines for the GUI, and writes safetensors + a model card at the end.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.card import ModelCard
+from ..models.preprocess import normalize
+from ..models.registry import load_model
+from ..models.weights import save_weights
+from ..paths import REPO_DIR, shared_data_dir
+from .augment import augment_batch
+from .config import TrainConfig
+from .data import CachedSplit, manifest_sha256, read_manifest
+from .evaluate import autocast, evaluate_split
+from .losses import create_loss
+
+log = logging.getLogger(__name__)
+Emit = Callable[[dict[str, Any]], None]
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("medkd-desktop", appauthor=False)) / "datasets"
+
+
+def resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else base / p
+
+
+def _sampling_weights(y: torch.Tensor, mode: str) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = torch.bincount(y).float()
+    w = 1.0 / counts[y]
+    return w.sqrt() if mode == "sqrt" else w
+
+
+def _model_stats(model: torch.nn.Module, channels: int, size: int) -> tuple[int, int, float]:
+    """Parameters, FLOPs for one input, and CPU latency (batch 1, median of 20, all cores)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = copy.deepcopy(model).cpu().eval()
+    x = torch.randn(1, channels, size, size)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as fc:
+            model(x)
+        for _ in range(3):
+            model(x)
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1000)
+    return sum(p.numel() for p in model.parameters()), int(fc.get_total_flops()), round(statistics.median(times), 2)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, device: str | None = None, run_dir: Path | None = None,
+                 data_root: Path | None = None, cache_dir: Path | None = None, emit: Emit | None = None,
+                 should_stop: Callable[[], bool] | None = None, command: list[str] | None = None) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.data_root = data_root or shared_data_dir()
+        self.run_dir = run_dir or REPO_DIR / "runs" / f"{cfg.task}-{cfg.file_stem or cfg.role}"
+        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        self.emit = emit or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.command = command or sys.argv
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+
+    # -- data ---------------------------------------------------------------------------
+    def _split(self, manifest: Path, name: str) -> CachedSplit:
+        samples = read_manifest(manifest, self.cfg.input, name)
+        if self.cfg.limit:
+            rng = np.random.default_rng(self.cfg.seed)  # a fixed, class-mixed subset
+            samples = [samples[i] for i in sorted(rng.permutation(len(samples))[: self.cfg.limit])]
+        self.emit({"event": "data", "split": name, "n": len(samples)})
+        return CachedSplit(samples, self.cfg.classes, self.cfg.input, self.cache_dir,
+                           on_progress=lambda i, n: self.emit({"event": "cache", "split": name, "done": i, "total": n}))
+
+    # -- run ----------------------------------------------------------------------------
+    def run(self) -> ModelCard:
+        from ..models.architectures import create_arch
+
+        cfg, dev = self.cfg, self.device
+        torch.manual_seed(cfg.seed)
+        manifest = resolve(cfg.manifest, self.data_root)
+        train, val, test = (self._split(manifest, s) for s in ("train", "val", "test"))
+
+        model = create_arch(cfg.arch, num_classes=len(cfg.classes), in_chans=cfg.input.channels, **cfg.arch_kwargs).to(dev)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        loss_fn = create_loss(cfg.loss, **cfg.loss_params)
+        teacher = None
+        if loss_fn.needs_teacher:
+            if not cfg.teacher:
+                raise ValueError(f"loss {cfg.loss} needs a teacher: set `teacher` to its card")
+            teacher_card = ModelCard.load(resolve(cfg.teacher, REPO_DIR))
+            teacher = load_model(teacher_card, dev)
+            if cfg.channels_last:
+                teacher = teacher.to(memory_format=torch.channels_last)
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+
+        steps_per_epoch = max(1, len(train) // cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch
+        loss_fn = loss_fn.to(dev)  # a loss with an adapter (hdkd conv1x1) trains with the student
+        opt = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = cfg.warmup_epochs * steps_per_epoch
+
+        def lr_at(step: int) -> float:  # linear warm-up, then cosine to 1% of the peak
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total_steps - warm)
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        start_epoch, best, best_state, history, elapsed = 0, -1.0, None, [], 0.0
+        ckpt_path = self.run_dir / "checkpoint.pt"
+        if ckpt_path.exists():
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            if ck.get("digest") == cfg.digest():
+                model.load_state_dict(ck["model"])
+                opt.load_state_dict(ck["opt"])
+                sched.load_state_dict(ck["sched"])
+                gen.set_state(ck["gen"])
+                start_epoch, best, best_state = int(ck["epoch"]), float(ck["best"]), ck["best_state"]
+                history, elapsed = list(ck["history"]), float(ck["elapsed_s"])
+                self.emit({"event": "resume", "epoch": start_epoch})
+            else:
+                self.emit({"event": "checkpoint_ignored", "reason": "config changed"})
+
+        weights = _sampling_weights(train.y, cfg.balance)
+        t_start = time.time()
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            t_epoch = time.time()
+            if weights is None:
+                order = torch.randperm(len(train), generator=gen)
+            else:
+                order = torch.multinomial(weights, len(train), replacement=True, generator=gen)
+            running = 0.0
+            for step in range(steps_per_epoch):
+                if self.should_stop():
+                    raise TrainingCancelled()
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                xb = augment_batch(train.x[idx].float(), cfg.augment, gen)
+                xb = normalize(xb, cfg.input).to(dev)
+                yb = train.y[idx].to(dev)
+                if cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast(dev, cfg.precision):
+                    s_out = model.forward_train(xb)
+                    t_out = None
+                    if teacher is not None:
+                        with torch.no_grad():
+                            t_out = teacher.forward_train(xb)
+                    loss, parts = loss_fn(s_out, t_out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.float().backward()
+                opt.step()
+                sched.step()
+                running += float(loss.detach())
+                if step % 10 == 0 or step == steps_per_epoch - 1:
+                    done = (epoch - start_epoch) * steps_per_epoch + step + 1
+                    left = (cfg.epochs - start_epoch) * steps_per_epoch - done
+                    rate = (time.time() - t_start) / done
+                    self.emit({"event": "progress", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
+                               "steps": steps_per_epoch, "loss": round(float(loss.detach()), 5),
+                               "parts": {k: round(float(v), 5) for k, v in parts.items()},
+                               "lr": opt.param_groups[0]["lr"], "eta_s": round(rate * left)})
+            val_m = evaluate_split(model, val, cfg.input, dev)
+            score = val_m[cfg.select]
+            if score > best:
+                best = score
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            history.append([epoch + 1, running / steps_per_epoch, val_m["accuracy"], val_m["macro_f1"]])
+            self.emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
+                       "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
+                       "best": round(best, 4), "epoch_s": round(time.time() - t_epoch, 1)})
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "gen": gen.get_state(), "best": best, "best_state": best_state,
+                        "history": history, "elapsed_s": elapsed + time.time() - t_start}, tmp)
+            tmp.replace(ckpt_path)
+
+        model.load_state_dict(best_state)
+        model = model.to(memory_format=torch.contiguous_format).eval()
+        test_m = evaluate_split(model, test, cfg.input, dev, cfg.subsets)
+        card = self._write_card(model, manifest, test_m, history, elapsed + time.time() - t_start)
+        self.emit({"event": "done", "card": str(card.path), "test": {"accuracy": test_m["accuracy"], "macro_f1": test_m["macro_f1"],
+                                                                      "auc": test_m["auc"]}})
+        return card
+
+    def _write_card(self, model: torch.nn.Module, manifest: Path, test_m: dict, history: list, seconds: float) -> ModelCard:
+        cfg = self.cfg
+        out_dir = resolve(cfg.out_dir or f"trained_models/{cfg.task}", REPO_DIR)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = cfg.file_stem or cfg.role
+        weights = out_dir / f"{stem}.safetensors"
+        sha = save_weights(model, weights)
+        params, flops, latency = _model_stats(model, cfg.input.channels, cfg.input.size)
+        try:
+            manifest_rel = str(manifest.relative_to(self.data_root))
+        except ValueError:
+            manifest_rel = str(manifest)
+        card = ModelCard(
+            id=f"{cfg.task}/{stem}", task=cfg.task, role=cfg.role, architecture=cfg.arch, arch_kwargs=cfg.arch_kwargs,
+            classes=list(cfg.classes), input=cfg.input, weights_file=weights.name, sha256=sha, name=cfg.name,
+            parameters=params, flops=flops, cpu_latency_ms=latency,
+            training={
+                "method": cfg.loss, "loss_params": cfg.loss_params, "teacher": cfg.teacher, "epochs": cfg.epochs,
+                "seed": cfg.seed, "manifest": manifest_rel, "manifest_sha256": manifest_sha256(manifest),
+                "device": str(self.device), "torch": torch.__version__, "wall_time_s": round(seconds),
+                "command": shlex.join(self.command), "config": cfg.to_dict(), "history": history,
+            },
+            metrics=test_m, provenance=cfg.provenance, caveats=list(cfg.caveats), license=cfg.license,
+            target_layers={"stages": list(getattr(model, "stage_names", []))},
+        )
+        card.save(out_dir / f"{stem}.json")
+        return card

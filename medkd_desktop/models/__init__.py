@@ -1,0 +1,1 @@
+"""Model cards, the registry over bundled and user models, architectures and preprocessing."""

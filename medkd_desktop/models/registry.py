@@ -1,0 +1,107 @@
+"""The registry: every model card the app can use, bundled or trained by the user.
+
+Why a registry: the GUI proposes a teacher/student pair from a study's metadata, the CLI
+names models by task and role, and a student distilled in the retraining panel must show
+up at once. Cards are cheap to scan; weights load lazily, verified, and stay cached.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..paths import REPO_DIR
+from .card import ModelCard
+from .weights import ModelLoadError, load_verified_state
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = REPO_DIR / "trained_models"
+
+#: Which task a study's modality hint suggests (the user can always override).
+TASK_BY_MODALITY = {
+    "CR": "cxr-covid",
+    "DX": "cxr-covid",
+    "MR": "brain-tumor-mri",
+    "histology": "histo-lc25000",
+    "dermoscopy": "skin-ham10000",
+    "fMRI": "fmri-asd",
+}
+
+
+def user_models_dir() -> Path:
+    """Per-user folder for students distilled on local data (platformdirs)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("medkd-desktop", appauthor=False)) / "models"
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    task: str
+    teacher: ModelCard
+    student: ModelCard
+
+
+class ModelRegistry:
+    def __init__(self, roots: list[Path] | None = None) -> None:
+        self.roots = roots if roots is not None else [BUNDLED_DIR, user_models_dir()]
+        self._cards: dict[str, ModelCard] | None = None
+        self._loaded: dict[tuple[str, str], torch.nn.Module] = {}
+
+    def refresh(self) -> None:
+        """Re-scan the folders (after the retraining panel writes a new card)."""
+        self._cards = None
+
+    @property
+    def cards(self) -> dict[str, ModelCard]:
+        if self._cards is None:
+            cards: dict[str, ModelCard] = {}
+            for root in self.roots:
+                for path in sorted(Path(root).glob("*/*.json")) if Path(root).exists() else []:
+                    try:
+                        card = ModelCard.load(path)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning("ignoring unreadable model card %s: %s", path.name, exc)
+                        continue
+                    cards[card.id] = card  # a user card with the same id overrides the bundled one
+            self._cards = cards
+        return self._cards
+
+    def tasks(self) -> list[str]:
+        return sorted({c.task for c in self.cards.values()})
+
+    def card(self, task: str, role: str) -> ModelCard:
+        matches = [c for c in self.cards.values() if c.task == task and c.role == role]
+        if not matches:
+            raise ModelLoadError(f"No {role} model is installed for task {task!r}.")
+        return matches[-1]
+
+    def pair(self, task: str) -> ModelPair:
+        return ModelPair(task, self.card(task, "teacher"), self.card(task, "student"))
+
+    def load(self, card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """Build the card's architecture, load its verified weights, eval mode; cached per device."""
+        key = (card.id, str(device))
+        if key not in self._loaded:
+            self._loaded[key] = load_model(card, device)
+        return self._loaded[key]
+
+
+def load_model(card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.Module:
+    from .architectures import create_arch
+
+    state = load_verified_state(card.weights_path, card.sha256, card.id)
+    model = create_arch(card.architecture, num_classes=len(card.classes), in_chans=card.input.channels, **card.arch_kwargs)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(f"Model {card.id}: weights do not fit architecture {card.architecture} "
+                             f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
+    return model.to(device).eval()
+
+
+def propose_task(modality: str, available: list[str]) -> str | None:
+    task = TASK_BY_MODALITY.get(modality)
+    return task if task in available else None

@@ -1,0 +1,87 @@
+"""Any timm classifier behind the same contract as the papers' own models.
+
+Why a wrapper and not timm's ``features_only`` models: those drop the classifier, but the app
+needs the logits *and* the stage maps from one pass (the distillation losses compare both;
+the explainers hook the stages of the very model that predicted). Forward hooks on the modules
+timm itself lists in ``feature_info`` give both without editing timm.
+
+Weights: always ``pretrained=False``. Nothing is ever downloaded; trained weights come from
+the app's own safetensors files.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import timm
+from torch import Tensor, nn
+
+from medkd_desktop.models.hooks import capture_outputs
+from medkd_desktop.models.outputs import ModelOutput
+
+
+class TimmNet(nn.Module):
+    """``timm.create_model(model_name, num_classes=…, in_chans=…, **kwargs)`` with stage hooks.
+
+    ``stage_names`` are the wrapper-qualified names (``model.<module>``) of every entry of the
+    timm model's ``feature_info``, shallow to deep, so ``dict(self.named_modules())`` resolves
+    them. Models whose pretrained config says ``fixed_input_size`` (e.g. visformer, whose
+    position embeddings are sized at build time) accept only ``input_size``: build them with
+    ``img_size=`` equal to the size the card's preprocessing produces.
+    """
+
+    def __init__(self, model_name: str, num_classes: int, in_chans: int = 3, **kwargs: Any) -> None:
+        super().__init__()
+        if kwargs.pop("pretrained", False):
+            raise ValueError("MedKD never loads pretrained timm weights; trained weights come from model files")
+        if not timm.is_model(model_name):
+            raise ValueError(f"timm has no model named {model_name!r} (see timm.list_models())")
+        self.config = {"model_name": model_name, "num_classes": int(num_classes), "in_chans": int(in_chans), **kwargs}
+        try:
+            json.dumps(self.config)
+        except TypeError as exc:
+            raise ValueError(f"timm kwargs must be JSON-serialisable for the model card: {exc}") from exc
+        self.model = timm.create_model(
+            model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
+        )
+        info = getattr(self.model, "feature_info", None)
+        if not info:
+            raise ValueError(f"timm model {model_name!r} does not list its stages (no feature_info)")
+        entries = [dict(e) for e in info]
+        if any(e.get("hook_type", "forward") not in (None, "forward") for e in entries):
+            raise ValueError(f"timm model {model_name!r} exposes stages through pre-hooks, which are not supported")
+        self.stage_names: list[str] = [f"model.{e['module']}" for e in entries]
+        self.stage_channels: list[int] = [int(e["num_chs"]) for e in entries]
+        self.stage_reductions: list[int] = [int(e["reduction"]) for e in entries]
+        self.input_size: tuple[int, int] | None = None
+        if self.model.pretrained_cfg.get("fixed_input_size", False):
+            size = kwargs.get("img_size", self.model.pretrained_cfg["input_size"][-2:])
+            self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"{self.config['model_name']} was built for {self.input_size[0]}x{self.input_size[1]} input, "
+                f"got {x.shape[-2]}x{x.shape[-1]}"
+            )
+        return self.model(x)
+
+    def forward_train(self, x: Tensor) -> ModelOutput:
+        with capture_outputs(self, self.stage_names) as feats:
+            logits = self.forward(x)
+        return ModelOutput(logits=logits, features=[self.reshape_transform(f) for f in feats])
+
+    def reshape_transform(self, x: Tensor) -> Tensor:
+        """Maps pass through; a token sequence (B, prefix + N, C) with a square grid becomes
+        (B, C, √N, √N), dropping the model's prefix (class/register) tokens."""
+        if x.dim() == 4:
+            return x
+        if x.dim() != 3:
+            raise ValueError(f"cannot turn a {x.dim()}-D activation into a feature map")
+        tokens = x[:, int(getattr(self.model, "num_prefix_tokens", 0)) :]
+        b, n, c = tokens.shape
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"{n} tokens do not form a square grid")
+        return tokens.transpose(1, 2).reshape(b, c, side, side)

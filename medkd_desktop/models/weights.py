@@ -1,0 +1,52 @@
+"""Weights on disk: safetensors only, checked against the card's sha256 before loading.
+
+Why: a model file on a hospital PC is an attack surface and a source of silent errors.
+safetensors cannot execute code when loaded (pickle can), and the hash in the card catches
+a truncated copy or a swapped file before a wrong model shows a confident prediction.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message names the model and says why."""
+
+
+class ModelIntegrityError(ModelLoadError):
+    """The weights file is missing or does not match the hash in its model card."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> str:
+    """Write the model's state dict as safetensors (contiguous, CPU) and return its sha256."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    return sha256_file(path)
+
+
+def load_verified_state(path: Path, sha256: str, model_id: str) -> dict[str, torch.Tensor]:
+    """Return the state dict at *path* after checking its hash; raise ModelIntegrityError otherwise."""
+    if not path.is_file():
+        raise ModelIntegrityError(f"Model {model_id}: weights file {path.name} is missing.")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ModelIntegrityError(
+            f"Model {model_id}: weights file {path.name} does not match its model card "
+            "(it was changed or damaged); it will not be loaded."
+        )
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own errors for malformed files
+        raise ModelIntegrityError(f"Model {model_id}: weights file {path.name} is not valid safetensors ({exc}).") from None

@@ -1,0 +1,34 @@
+"""House rules a machine can check: the core never imports Qt; nothing unpickles or downloads."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "medkd_desktop"
+QT_IMPORT = re.compile(r"^\s*(from|import)\s+(PySide6|pyqtgraph|PyQt5|PyQt6|shiboken6)\b", re.M)
+
+
+def test_core_modules_do_not_import_qt():
+    offenders = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if "ui" not in p.relative_to(PKG).parts and QT_IMPORT.search(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_opening_a_study_loads_no_qt_module():
+    code = (
+        "import sys, medkd_desktop.studies as s, medkd_desktop.cli;"
+        "print(any(m.split('.')[0] in ('PySide6','pyqtgraph','shiboken6') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_no_unpickling_or_hub_downloads():
+    bad = re.compile(r"pickle\.loads?\(|pretrained\s*=\s*True|torch\.load\((?![^)]*weights_only=True)")
+    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if bad.search(p.read_text())]
+    assert offenders == []
