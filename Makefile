@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO ?= resources/samples/chest_cr_pa_monochrome1_jpeg2000.dcm
+DEMO ?= resources/samples/chest_xray_cr_pa_nema.dcm
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: run test bench clean

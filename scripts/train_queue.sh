@@ -5,6 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 mkdir -p runs/logs
+export OMP_WAIT_POLICY=PASSIVE  # threads sleep instead of spinning when the 2 cores are shared
 for cfg in "$@"; do
   name=$(basename "$cfg" .toml)               # e.g. histo-lc25000-teacher
   task=$(sed -n 's/^task = "\(.*\)"/\1/p' "$cfg")

@@ -50,11 +50,11 @@ def subset_masks(split: CachedSplit, subsets: dict[str, dict[str, str]]) -> dict
 
 
 def evaluate_split(model: torch.nn.Module, split: CachedSplit, spec: InputSpec, device: torch.device,
-                   subsets: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                   subsets: dict[str, dict[str, str]] | None = None, n_boot: int = 1000) -> dict[str, Any]:
     prob = predict_proba(model, split.x, spec, device)
     return classification_metrics(split.y.numpy(), prob, split.classes,
                                   sources=[s.source for s in split.samples],
-                                  subsets=subset_masks(split, subsets or {}))
+                                  subsets=subset_masks(split, subsets or {}), n_boot=n_boot)
 
 
 def evaluate_card(card: ModelCard, model: torch.nn.Module, manifest: Path, split: str | None,

@@ -10,7 +10,32 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+from scipy.stats import rankdata
+
+# Plain numpy formulas (checked against scikit-learn in the tests): the bootstrap calls them
+# thousands of times, where scikit-learn's input validation would dominate the run time.
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(cm).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.nan_to_num(tp / cm.sum(0))
+        recall = np.nan_to_num(tp / cm.sum(1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    return precision, recall, f1
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney U / (n_pos n_neg), ties counted half: the ROC AUC."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _auc(y: np.ndarray, prob: np.ndarray, n_classes: int) -> float | None:
@@ -18,16 +43,15 @@ def _auc(y: np.ndarray, prob: np.ndarray, n_classes: int) -> float | None:
     if present.size < 2:
         return None
     if n_classes == 2:
-        return float(roc_auc_score(y, prob[:, 1]))
+        return _binary_auc(y == 1, prob[:, 1])
     # one-vs-rest, macro over the classes present in y
-    scores = [roc_auc_score(y == c, prob[:, c]) for c in present]
-    return float(np.mean(scores))
+    return float(np.mean([_binary_auc(y == c, prob[:, c]) for c in present]))
 
 
 def _point(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, n_classes: int) -> dict[str, float | None]:
     return {
         "accuracy": float(np.mean(y == pred)),
-        "macro_f1": float(f1_score(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0)),
+        "macro_f1": float(_prf(confusion(y, pred, n_classes))[2].mean()),
         "auc": _auc(y, prob, n_classes),
     }
 
@@ -48,12 +72,13 @@ def classification_metrics(
     n_classes = len(classes)
     pred = prob.argmax(1)
     out: dict[str, Any] = {"n": int(y.size), **_point(y, pred, prob, n_classes)}
-    p, r, f, support = precision_recall_fscore_support(y, pred, labels=list(range(n_classes)), zero_division=0)
+    cm = confusion(y, pred, n_classes)
+    p, r, f = _prf(cm)
     out["per_class"] = {
-        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(cm[i].sum())}
         for i, c in enumerate(classes)
     }
-    out["confusion"] = {"labels": list(classes), "matrix": confusion_matrix(y, pred, labels=list(range(n_classes))).tolist()}
+    out["confusion"] = {"labels": list(classes), "matrix": cm.tolist()}
 
     rng = np.random.default_rng(seed)
     boots: dict[str, list[float]] = {"accuracy": [], "macro_f1": [], "auc": []}
@@ -63,6 +88,7 @@ def classification_metrics(
             if v is not None:
                 boots[k].append(v)
     out["ci"] = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in boots.items() if v}
+    # n_boot = 0 (validation during training) leaves "ci" empty
 
     out["by_source"] = {}
     if sources is not None:

@@ -151,6 +151,7 @@ class Trainer:
                 opt.load_state_dict(ck["opt"])
                 sched.load_state_dict(ck["sched"])
                 gen.set_state(ck["gen"])
+                torch.set_rng_state(ck["torch_rng"])  # dropout etc. continue as if never stopped
                 start_epoch, best, best_state = int(ck["epoch"]), float(ck["best"]), ck["best_state"]
                 history, elapsed = list(ck["history"]), float(ck["elapsed_s"])
                 self.emit({"event": "resume", "epoch": start_epoch})
@@ -196,7 +197,7 @@ class Trainer:
                                "steps": steps_per_epoch, "loss": round(float(loss.detach()), 5),
                                "parts": {k: round(float(v), 5) for k, v in parts.items()},
                                "lr": opt.param_groups[0]["lr"], "eta_s": round(rate * left)})
-            val_m = evaluate_split(model, val, cfg.input, dev)
+            val_m = evaluate_split(model, val, cfg.input, dev, n_boot=0)  # CIs only for the final test
             score = val_m[cfg.select]
             if score > best:
                 best = score
@@ -208,7 +209,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "best": best, "best_state": best_state,
+                        "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best, "best_state": best_state,
                         "history": history, "elapsed_s": elapsed + time.time() - t_start}, tmp)
             tmp.replace(ckpt_path)
 

@@ -3,7 +3,7 @@
 Why these two models are written by hand: HDKD's point is that the teacher and the student
 share the *same* convolutional hierarchy, so the stage-weighted feature MSE of Eq. 7 compares
 teacher and student feature maps directly, with no alignment layer. No library ships that
-pair. Everything generic (weight init helpers, the hook plumbing) comes from torch.
+pair; the generic pieces (layers, attention kernel, init) come from torch.
 
 Stage layout, followed from §3.4 ("These shared stages include a stem block in the first stage
 and MBCSA blocks in the second and third stages. Each stage reduces the input spatial

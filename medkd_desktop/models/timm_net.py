@@ -35,6 +35,11 @@ class TimmNet(nn.Module):
         super().__init__()
         if kwargs.pop("pretrained", False):
             raise ValueError("MedKD never loads pretrained timm weights; trained weights come from model files")
+        # timm would load these itself (checkpoint files may be pickles, configs may point at the
+        # hub); weights must instead come through the card's sha256-verified safetensors.
+        forbidden = sorted({"checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay"} & kwargs.keys())
+        if forbidden:
+            raise ValueError(f"timm weight-loading options are not allowed here: {forbidden}")
         if not timm.is_model(model_name):
             raise ValueError(f"timm has no model named {model_name!r} (see timm.list_models())")
         self.config = {"model_name": model_name, "num_classes": int(num_classes), "in_chans": int(in_chans), **kwargs}

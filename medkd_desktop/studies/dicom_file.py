@@ -27,6 +27,7 @@ from .dicom_tags import (
     frame_group,
     image_orientation,
     image_position,
+    is_interrupt,
     modality_hint,
     orientation_text,
     photometric_text,
@@ -235,15 +236,16 @@ def decode_image(inp: DicomInput) -> DecodedImage:
         else:
             values = tiles
             windows = np.repeat(windows, len(tiles), axis=0)
-            n = len(tiles)
             slice_spacing = declared_spacing_between_slices(ds)
         pixels = values[None]
         windows = windows[None]
     else:
         order, positions, layout_notes = frame_layout(ds, n)
         notes += layout_notes
-        pixels = values[order]
-        windows = windows[order]
+        if order.shape[0] == 1 and np.array_equal(order[0], np.arange(n)):
+            pixels, windows = values[None], windows[None]  # stored order: no copy of a long cine
+        else:
+            pixels, windows = values[order], windows[order]
         if order.shape[1] > 1:
             slice_spacing = _spacing_from_positions(positions) or declared_spacing_between_slices(ds)
     return DecodedImage(
@@ -291,7 +293,9 @@ def read_dicom_file(path: Path) -> Study:
         raise
     except MemoryError:
         raise StudyTooLargeError(path=str(path)) from None
-    except Exception as exc:  # any other library failure is a damaged file to the user
+    except BaseException as exc:  # any other library failure (even a codec panic) is a damaged file
+        if is_interrupt(exc):
+            raise
         detail = scrub(f"{type(exc).__name__}: {exc}", inp.identifiers if inp else None)
         raise CorruptStudyError(detail=detail, path=str(path)) from None
     log.debug("read %s: %s frames of %s, %s", path.name, study.n_frames, study.shape, study.photometric)

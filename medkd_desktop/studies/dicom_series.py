@@ -32,6 +32,7 @@ from .dicom_tags import (
     fill_missing_windows,
     image_orientation,
     image_position,
+    is_interrupt,
     modality_hint,
     orientation_text,
     pixel_spacing,
@@ -345,7 +346,9 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> Study:
         raise
     except MemoryError:
         raise StudyTooLargeError(path=str(folder)) from None
-    except Exception as exc:  # a layout bug or odd header must still be a typed error
+    except BaseException as exc:  # a layout bug, odd header or codec panic: still a typed error
+        if is_interrupt(exc):
+            raise
         raise StudyLoadError(
             "The series could not be assembled from the files in this folder.",
             detail=f"{type(exc).__name__}", path=str(folder),

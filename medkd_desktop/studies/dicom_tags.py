@@ -71,15 +71,26 @@ def _text(value: Any) -> str:
 
 
 def patient_identifiers(ds: Dataset) -> PatientIdentifiers:
-    """The only place identifiers are read; the result's repr is masked."""
+    """The only place identifiers are read; the result's repr is masked.
+
+    Value validation is switched off meanwhile: pydicom's validation warnings quote the
+    offending value and are also logged, which would put a malformed name in the log.
+    """
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE
     try:
-        return PatientIdentifiers(
-            name=_text(ds.get("PatientName", "")),
-            patient_id=_text(ds.get("PatientID", "")),
-            birth_date=_text(ds.get("PatientBirthDate", "")),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return PatientIdentifiers(
+                name=_text(ds.get("PatientName", "")),
+                patient_id=_text(ds.get("PatientID", "")),
+                birth_date=_text(ds.get("PatientBirthDate", "")),
+            )
     except Exception:  # a malformed PN/DA value must not stop the image from opening
         return PatientIdentifiers()
+    finally:
+        settings.reading_validation_mode = mode
 
 
 def scrub(text: str, ids: PatientIdentifiers | None) -> str:
@@ -426,12 +437,17 @@ class RawPixels:
     by_gdcm: bool = False  # decoded by the fallback, which also turns MONOCHROME1 into MONOCHROME2
 
 
-def _is_missing_codec(exc: Exception) -> bool:
+def is_interrupt(exc: BaseException) -> bool:
+    """Exceptions that must keep propagating (the user or interpreter is stopping us)."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
+def _is_missing_codec(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, NotImplementedError) or "missing dependencies" in text or "no pixel data decoders" in text or "is not supported" in text
 
 
-def _is_truncated(exc: Exception) -> bool:
+def _is_truncated(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "less than expected" in text or "end of file" in text or isinstance(exc, EOFError)
 
@@ -461,7 +477,9 @@ def decode_raw(inp: DicomInput) -> RawPixels:
             arr = ds.pixel_array
     except MemoryError:
         raise StudyTooLargeError(path=str(path)) from None
-    except Exception as exc:
+    except BaseException as exc:  # Rust codecs (pylibjpeg-rle) raise PanicException, a BaseException
+        if is_interrupt(exc):
+            raise
         detail = scrub(f"{type(exc).__name__}: {exc}", inp.identifiers)
         if _is_truncated(exc):
             raise TruncatedStudyError(detail=detail, path=str(path)) from None
@@ -470,7 +488,9 @@ def decode_raw(inp: DicomInput) -> RawPixels:
             arr = _decode_with_simpleitk(path)
         except MemoryError:
             raise StudyTooLargeError(path=str(path)) from None
-        except Exception as exc2:
+        except BaseException as exc2:
+            if is_interrupt(exc2):
+                raise
             detail += scrub(f"; SimpleITK: {type(exc2).__name__}: {exc2}", inp.identifiers)
             if missing:
                 name = ts.name if ts else "unknown"

@@ -42,12 +42,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["guess_modality", "read_raster", "should_tile", "tile_grid"]
 
-#: Pillow's own bomb guard refuses images above 2x this many pixels. Our limit is
-#: :data:`limits.MAX_PIXELS`; checking it ourselves from the header gives the clear message.
+# Size guard: check_size(limits.MAX_PIXELS) runs on the header's dimensions before any
+# decoding; Pillow's own DecompressionBombError (above 2 x Image.MAX_IMAGE_PIXELS, which we
+# leave at its default because it is process-wide) is mapped to StudyTooLargeError too.
 _FULL_8BIT = DisplayWindow(127.5, 255.0)  # low 0, high 255
 _GREY_TOLERANCE = 2 / 255  # |R-G|, |R-B| below this (relative to dtype max) -> the image is grey
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -79,18 +79,28 @@ def read_raster(path: Path, tile_size: int = 768) -> Study:
     """
     path = Path(path)
     if tile_size < 1:
-        raise ValueError("tile_size must be positive")
+        raise ValueError("tile_size must be positive")  # a programming error, not a damaged file
     try:
         decoded = _decode(path)
         return _to_study(path, decoded, tile_size)
     except StudyLoadError as exc:
         exc.path = exc.path or str(path)
+        exc.detail = _without_path(exc.detail, path)
         raise
     except MemoryError:
         raise StudyTooLargeError(detail="MemoryError while decoding", path=str(path)) from None
     except Exception as exc:  # an unforeseen library error is still a damaged-file error for the user
-        log.warning("unexpected error decoding image: %s: %s", type(exc).__name__, exc)
-        raise CorruptStudyError(detail=f"{type(exc).__name__}: {exc}", path=str(path)) from None
+        detail = _without_path(f"{type(exc).__name__}: {exc}", path)
+        log.warning("unexpected error decoding image: %s", detail)
+        raise CorruptStudyError(detail=detail, path=str(path)) from None
+
+
+def _without_path(text: str, path: Path) -> str:
+    """Library messages quote the file path; file names can hold patient names, so drop them."""
+    for s in (str(path), path.name):
+        if s:
+            text = text.replace(s, "<file>")
+    return text
 
 
 def guess_modality(rgb: np.ndarray) -> str:
@@ -107,7 +117,7 @@ def guess_modality(rgb: np.ndarray) -> str:
     or page, and not black borders or vignette corners), weighting by optical density so
     that dyed tissue, not pale background, decides the mean colour:
 
-    * ``histology`` when at least 40% of them have a purple-to-pink hue (230-345 deg) and
+    * ``histology`` when at least 35% of them have a purple-to-pink hue (230-345 deg) and
       ``mean(B-G) + 1.75 * std(B-G) >= 0.26``;
     * otherwise ``dermoscopy`` when the mean colour is reddish (R-G >= 0.03) and at most
       15% of them are colourful pixels outside the purple-pink-red-brown hues;
@@ -121,7 +131,7 @@ def guess_modality(rgb: np.ndarray) -> str:
     """
     px = _as_unit_rgb(rgb)
     stats = _colour_stats(px)
-    if stats["magenta"] >= 0.40 and stats["bg"] + 1.75 * stats["bg_spread"] >= 0.26:
+    if stats["magenta"] >= 0.35 and stats["bg"] + 1.75 * stats["bg_spread"] >= 0.26:
         return "histology"
     if stats["rg"] >= 0.03 and stats["other"] <= 0.15:
         return "dermoscopy"
@@ -329,8 +339,6 @@ def _decode_error(exc: BaseException) -> StudyLoadError:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, EOFError) or "truncated" in str(exc).lower() or "end of file" in str(exc).lower():
         return TruncatedStudyError(detail=text)
-    if isinstance(exc, MemoryError):
-        return StudyTooLargeError(detail=text)
     return CorruptStudyError(detail=text)
 
 
@@ -376,13 +384,13 @@ def _decode_pil(path: Path) -> _Decoded:
 
 _ORIENTATION_WORDS = {
     1: "as stored (row 0 at the top)",
-    2: "EXIF orientation 2 applied (mirrored left-right)",
-    3: "EXIF orientation 3 applied (rotated 180 degrees)",
-    4: "EXIF orientation 4 applied (mirrored top-bottom)",
-    5: "EXIF orientation 5 applied (transposed)",
-    6: "EXIF orientation 6 applied (rotated 90 degrees clockwise)",
-    7: "EXIF orientation 7 applied (transverse)",
-    8: "EXIF orientation 8 applied (rotated 90 degrees anticlockwise)",
+    2: "orientation tag 2 applied (mirrored left-right)",
+    3: "orientation tag 3 applied (rotated 180 degrees)",
+    4: "orientation tag 4 applied (mirrored top-bottom)",
+    5: "orientation tag 5 applied (transposed)",
+    6: "orientation tag 6 applied (rotated 90 degrees clockwise)",
+    7: "orientation tag 7 applied (transverse)",
+    8: "orientation tag 8 applied (rotated 90 degrees anticlockwise)",
 }
 
 
@@ -420,7 +428,7 @@ def _pil_to_array(im) -> tuple[np.ndarray, float, bool, str]:
         grey = la[..., 0] * (la[..., 1] / 255.0)  # composite on black (radiology background)
         return grey, 255.0, True, "8-bit grey with transparency, composited on black"
     if mode == "P":
-        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        has_alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
         if has_alpha:
             return _composite_rgba(np.asarray(im.convert("RGBA"))), 255.0, False, (
                 "palette colour with transparency, composited on white")
@@ -484,7 +492,7 @@ def _decode_tiff(path: Path) -> _Decoded:
             arrays = [_tiff_page_array(p) for p in use]
         except (ValueError, NotImplementedError, KeyError, RuntimeError, TypeError) as exc:
             # typically a compression tifffile cannot decode without imagecodecs (JPEG, LZW...)
-            log.info("tifffile could not decode the TIFF (%s); trying Pillow", exc)
+            log.info("tifffile could not decode the TIFF (%s); trying Pillow", _without_path(str(exc), path))
             tif.close()
             return _decode_pil(path)
         frames = np.stack(arrays)

@@ -15,25 +15,34 @@ from medkd_desktop.models.architectures import create_arch, list_archs, register
 from medkd_desktop.models.hooks import capture_outputs
 from medkd_desktop.models.hdkd import HDKD_ALIGNED_STAGES, HDKDStudent, HDKDTeacher, check_hdkd_pair
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: on the 2 shared cores, OpenMP threads waiting on each other cost more than
+    they save (measured 0.8 s vs 2.2 s for the cnn5 overfit loop), so run these on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# Reduced HDKD sizes (same structure, fewer channels/blocks) keep the file fast on 2 cores;
+# the paper's default sizes are exercised by the alignment and parameter-count tests.
+SMALL = {"channels": (16, 24, 32), "stem_stride": 2}
+SMALL_TEACHER = {**SMALL, "depths": (2, 2, 3)}
+SMALL_STUDENT = {**SMALL, "depths": (1, 1, 2), "embed_dim": 32, "dflt_depth": 2, "num_heads": 2, "head_dim": 16}
 
 # (name, extra kwargs, in_chans, input side). Sizes vary 64..128 and both channel counts occur.
 CASES = [
-    ("hdkd_teacher", {}, 3, 64),
-    ("hdkd_student", {}, 1, 96),
+    ("hdkd_teacher", SMALL_TEACHER, 3, 64),
+    ("hdkd_student", SMALL_STUDENT, 1, 96),
     ("cnn5", {}, 1, 100),
     ("timm:resnet18", {}, 3, 64),
     ("timm:densenet121", {}, 1, 64),
     ("timm:convnext_atto", {}, 3, 96),
     ("timm:mobilenetv3_small_050", {}, 1, 128),
     ("timm:ghostnet_050", {}, 3, 64),
-    ("timm:efficientnet_b0", {}, 1, 64),
     ("timm:visformer_tiny", {"img_size": 64}, 3, 64),
 ]
-
-# Reduced HDKD sizes, the kind the lead trains on 2 CPU cores; shared by teacher and student.
-SMALL = {"channels": (16, 24, 32), "stem_stride": 2}
-SMALL_STUDENT = {**SMALL, "depths": (1, 1, 2), "embed_dim": 32, "dflt_depth": 2, "num_heads": 2, "head_dim": 16}
 
 
 def _n_params(m: nn.Module) -> int:
@@ -130,7 +139,7 @@ def test_student_attention_maps_cover_cls_dist_and_patch_tokens():
     with torch.no_grad():
         maps = student.attention_maps(torch.randn(2, 3, 64, 96))  # non-square input
     h, w = student.dflt.last_grid
-    assert (h, w) == (2, 3)  # 64/32 x 96/32 patches
+    assert (h, w) == (4, 6)  # stage 3 is 1/8 of the input, then 2x2 patches
     assert len(maps) == SMALL_STUDENT["dflt_depth"]
     for a in maps:
         assert a.shape == (2, SMALL_STUDENT["num_heads"], 2 + h * w, 2 + h * w)
@@ -145,24 +154,31 @@ def test_pytorch_grad_cam_runs_on_the_student_transformer_stage():
     student = HDKDStudent(num_classes=2, **SMALL_STUDENT).eval()
     layer = dict(student.named_modules())[student.stage_names[-1]]
     with GradCAM(model=student, target_layers=[layer], reshape_transform=student.reshape_transform) as cam:
-        heat = cam(input_tensor=torch.randn(1, 3, 64, 64))
+        heat = cam(input_tensor=torch.randn(1, 3, 64, 64), targets=None)
     assert heat.shape == (1, 64, 64)
     assert heat.max() > heat.min()  # not a blank map
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs"), [("cnn5", {}), ("hdkd_student", {})], ids=["cnn5", "hdkd_student"]
+    ("name", "kwargs", "lr"),
+    [("cnn5", {}, 1e-3), ("hdkd_student", SMALL_STUDENT, 1e-2)],
+    ids=["cnn5", "hdkd_student"],
 )
-def test_model_can_overfit_two_samples(name, kwargs):
+def test_model_can_overfit_two_samples(name, kwargs, lr):
     torch.manual_seed(0)
     model = create_arch(name, num_classes=3, in_chans=1, **kwargs).train()
-    x, y = torch.randn(2, 1, 64, 64), torch.tensor([0, 2])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(2, 1, 48, 48), torch.tensor([0, 2])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(20):
-        loss = nn.functional.cross_entropy(model.forward_train(x).logits, y)
+    for step in range(20):
+        out = model.forward_train(x)
+        heads = [out.cls_logits, out.dist_logits] if out.dist_logits is not None else [out.logits]
+        loss = sum(nn.functional.cross_entropy(h, y) for h in heads) / len(heads)
         opt.zero_grad()
         loss.backward()
+        if step == 0:  # every parameter is on the path from input to loss
+            dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+            assert dead == []
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses
