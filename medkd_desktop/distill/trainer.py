@@ -151,7 +151,8 @@ class Trainer:
                 opt.load_state_dict(ck["opt"])
                 sched.load_state_dict(ck["sched"])
                 gen.set_state(ck["gen"])
-                torch.set_rng_state(ck["torch_rng"])  # dropout etc. continue as if never stopped
+                if "torch_rng" in ck:  # dropout etc. continue as if never stopped
+                    torch.set_rng_state(ck["torch_rng"])
                 start_epoch, best, best_state = int(ck["epoch"]), float(ck["best"]), ck["best_state"]
                 history, elapsed = list(ck["history"]), float(ck["elapsed_s"])
                 self.emit({"event": "resume", "epoch": start_epoch})

@@ -1,0 +1,94 @@
+"""What one analysis of one frame produces: the boundary between the engine and every view.
+
+Why a typed result: the GUI panels, `medkd analyze`, the PDF/JSON/DICOM exports and the tests
+all read the same object, so a figure can never differ between the window and the report.
+Arrays stay out of ``to_dict`` (the JSON export), which holds numbers and names only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ModelResult:
+    role: str  # "teacher" | "student"
+    card_id: str
+    name: str
+    classes: list[str]
+    probabilities: np.ndarray  # (n_classes,), sums to 1 (for tiled images: mean over tiles)
+    latency_ms: float  # forward pass, batch 1 (summed over tiles)
+    #: method name -> heatmap float32 (H, W) in [0, 1] at the analysed image's resolution
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+    #: method name -> seconds the explanation took (MET)
+    explain_seconds: dict[str, float] = field(default_factory=dict)
+    #: 002 layer-by-layer strip: (stage name, average feature map in [0, 1]) shallow -> deep
+    feature_maps: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    test_accuracy: float | None = None  # from the model card
+
+    @property
+    def predicted_index(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[self.predicted_index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "card": self.card_id,
+            "name": self.name,
+            "probabilities": {c: float(p) for c, p in zip(self.classes, self.probabilities)},
+            "predicted": self.predicted,
+            "latency_ms": round(self.latency_ms, 2),
+            "explain_ms": {m: round(s * 1000, 1) for m, s in self.explain_seconds.items()},
+            "test_accuracy": self.test_accuracy,
+        }
+
+
+@dataclass
+class HeatmapAgreement:
+    """Teacher vs student heatmap of one method (explain.metrics)."""
+
+    pearson: float
+    ssim: float
+    iou_top20: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"pearson": round(self.pearson, 4), "ssim": round(self.ssim, 4), "iou_top20": round(self.iou_top20, 4)}
+
+
+@dataclass
+class Analysis:
+    task: str
+    image: np.ndarray  # the analysed image in [0, 1] as displayed (gray (H, W) or RGB (H, W, 3)); fMRI: the glass brain
+    frame_index: tuple[int, int]  # (volume, slice) of the study
+    teacher: ModelResult
+    student: ModelResult
+    target: str | None  # class explained; None = each model's own prediction
+    agreement: dict[str, HeatmapAgreement] = field(default_factory=dict)  # per method
+    timings_ms: dict[str, float] = field(default_factory=dict)  # step -> ms (preprocess, teacher, student, each method)
+    device: str = "cpu"
+    warnings: list[str] = field(default_factory=list)
+    n_tiles: int = 1
+
+    @property
+    def same_class(self) -> bool:
+        return self.teacher.predicted == self.student.predicted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "frame_index": list(self.frame_index),
+            "target": self.target,
+            "teacher": self.teacher.to_dict(),
+            "student": self.student.to_dict(),
+            "same_class": self.same_class,
+            "agreement": {m: a.to_dict() for m, a in self.agreement.items()},
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "device": self.device,
+            "warnings": list(self.warnings),
+            "n_tiles": self.n_tiles,
+        }

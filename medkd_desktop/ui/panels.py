@@ -1,0 +1,326 @@
+"""Side panels: both models' predictions and agreement, the layer strip, and the model-card viewer.
+
+Why these panels: a heatmap alone cannot tell a reader whether to trust the student. They need
+the two predictions side by side (with the probabilities, not only the top class), whether the
+models agree and how similar their heatmaps are (r, SSIM, top-20 % IoU), what each costs
+(latency), and what each model is and is not for (the card). The layer strip (paper 002) shows
+where along the network the student's attention forms.
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDialogButtonBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QRadioButton,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .state import METHOD_LABELS, ViewState
+
+TEACHER_COLOR = QColor(76, 155, 232)
+STUDENT_COLOR = QColor(240, 160, 48)
+
+
+def fmt_pct(p: float | None) -> str:
+    return "–" if p is None else f"{100.0 * p:.1f} %"
+
+
+class ProbabilityBars(QWidget):
+    """Per class, a teacher bar over a student bar, with the percentages written beside them."""
+
+    ROW = 34
+    NAME_W = 118
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.classes: list[str] = []
+        self.teacher: np.ndarray | None = None
+        self.student: np.ndarray | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_data(self, classes: list[str], teacher: np.ndarray | None, student: np.ndarray | None) -> None:
+        self.classes, self.teacher, self.student = list(classes), teacher, student
+        self.setFixedHeight(max(1, len(self.classes)) * self.ROW + 4)
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(300, max(1, len(self.classes)) * self.ROW + 4)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fg = self.palette().windowText().color()
+        track = QColor(fg)
+        track.setAlpha(28)
+        bar_x = self.NAME_W
+        pct_w = 52
+        bar_w = max(20, self.width() - bar_x - pct_w - 6)
+        top_t = None if self.teacher is None else int(np.argmax(self.teacher))
+        top_s = None if self.student is None else int(np.argmax(self.student))
+        for i, name in enumerate(self.classes):
+            y = i * self.ROW + 2
+            f = QFont(self.font())
+            f.setBold(i in (top_t, top_s))
+            p.setFont(f)
+            p.setPen(fg)
+            p.drawText(QRectF(0, y, self.NAME_W - 6, self.ROW - 4),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                       self.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, self.NAME_W - 8))
+            for j, (probs, color) in enumerate(((self.teacher, TEACHER_COLOR), (self.student, STUDENT_COLOR))):
+                by = y + 3 + j * 14
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(track)
+                p.drawRoundedRect(QRectF(bar_x, by, bar_w, 11), 3, 3)
+                if probs is None:
+                    continue
+                v = float(probs[i])
+                p.setBrush(color)
+                p.drawRoundedRect(QRectF(bar_x, by, max(2.0, bar_w * v), 11), 3, 3)
+                p.setPen(fg)
+                small = QFont(self.font())
+                small.setPointSizeF(max(7.0, self.font().pointSizeF() - 1))
+                small.setBold(i == (top_t if j == 0 else top_s))
+                p.setFont(small)
+                p.drawText(QRectF(bar_x + bar_w + 4, by - 2, pct_w, 15),
+                           Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, f"{100 * v:.1f}%")
+        p.end()
+
+
+class PredictionsPanel(QWidget):
+    """Both predictions, the agreement badge with the heatmap-agreement figures, and latencies."""
+
+    def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        legend = QLabel(
+            f"<span style='color:{TEACHER_COLOR.name()}'>■</span> Teacher &nbsp; "
+            f"<span style='color:{STUDENT_COLOR.name()}'>■</span> Student")
+        legend.setTextFormat(Qt.TextFormat.RichText)
+        self.bars = ProbabilityBars()
+        self.badge = QLabel("No analysis yet")
+        self.badge.setObjectName("agreementBadge")
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.badge.setWordWrap(True)
+        self.badge.setProperty("agree", "none")
+        self.figures = QLabel("")
+        self.figures.setObjectName("agreementFigures")
+        self.figures.setTextFormat(Qt.TextFormat.RichText)
+        self.figures.setWordWrap(True)
+        self.latency = QLabel("")
+        self.latency.setTextFormat(Qt.TextFormat.RichText)
+        self.latency.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(6)
+        layout.addWidget(self.badge)
+        layout.addWidget(legend)
+        layout.addWidget(self.bars)
+        layout.addWidget(self.figures)
+        layout.addWidget(self.latency)
+        state.events.analysis.connect(lambda _: self.refresh())
+        state.events.method.connect(lambda _: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        a = self.state.analysis
+        if a is None:
+            self.bars.set_data([], None, None)
+            self._badge("none", "No analysis yet")
+            self.figures.setText("")
+            self.latency.setText("")
+            return
+        t, s = a.teacher, a.student
+        self.bars.set_data(t.classes, np.asarray(t.probabilities), np.asarray(s.probabilities))
+        if a.same_class:
+            self._badge("yes", f"Models agree: {t.predicted}")
+        else:
+            self._badge("no", f"Models disagree: teacher {t.predicted}, student {s.predicted}")
+        m = self.state.method
+        ag = a.agreement.get(m)
+        label = html.escape(METHOD_LABELS.get(m, m))
+        if ag is None:
+            self.figures.setText(f"<b>Heatmap agreement</b> ({label}): not computed")
+        else:
+            self.figures.setText(
+                f"<b>Heatmap agreement</b> ({label})<br>"
+                f"r = {ag.pearson:.2f} &nbsp;·&nbsp; SSIM = {ag.ssim:.2f} &nbsp;·&nbsp; top-20 % IoU = {ag.iou_top20:.2f}")
+        tiles = f" ({a.n_tiles} tiles)" if a.n_tiles > 1 else ""
+        self.latency.setText(
+            f"<b>Latency</b> on {html.escape(a.device)}{tiles}: "
+            f"<span style='color:{TEACHER_COLOR.name()}'>teacher {t.latency_ms:.1f} ms</span> · "
+            f"<span style='color:{STUDENT_COLOR.name()}'>student {s.latency_ms:.1f} ms</span>")
+
+    def _badge(self, agree: str, text: str) -> None:
+        self.badge.setText(text)
+        self.badge.setProperty("agree", agree)
+        self.badge.style().unpolish(self.badge)
+        self.badge.style().polish(self.badge)
+
+
+def heat_pixmap(data: np.ndarray, colormap: str, size: int) -> QPixmap:
+    """A colour-mapped thumbnail of a [0, 1] map, aspect kept, longest side *size* pixels."""
+    lut = pg.colormap.get(colormap).getLookupTable(0.0, 1.0, 256, alpha=False)
+    idx = np.clip(np.nan_to_num(np.asarray(data, dtype=np.float32)) * 255.0, 0, 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(lut[idx][..., :3])
+    h, w = rgb.shape[:2]
+    img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(img).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+
+
+class LayerStrip(QWidget):
+    """The selected model's average feature map at each stage, shallow to deep (paper 002)."""
+
+    THUMB = 84
+
+    def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.teacher_radio = QRadioButton("Teacher")
+        self.student_radio = QRadioButton("Student")
+        group = QButtonGroup(self)
+        group.addButton(self.teacher_radio)
+        group.addButton(self.student_radio)
+        self.teacher_radio.setChecked(True)
+        self.teacher_radio.toggled.connect(lambda on: setattr(state, "strip_role", "teacher" if on else "student"))
+        head = QHBoxLayout()
+        title = QLabel("<b>Layer by layer</b> · average feature maps")
+        title.setTextFormat(Qt.TextFormat.RichText)
+        head.addWidget(title)
+        head.addStretch(1)
+        head.addWidget(self.teacher_radio)
+        head.addWidget(self.student_radio)
+        self.cells = QWidget()
+        self.cells_layout = QHBoxLayout(self.cells)
+        self.cells_layout.setContentsMargins(0, 0, 0, 0)
+        self.cells_layout.setSpacing(6)
+        self.cells_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.cells)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFixedHeight(self.THUMB + 34)
+        self.empty = QLabel("The strip appears after an analysis.")
+        self.empty.setObjectName("hint")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 2, 6, 2)
+        layout.setSpacing(2)
+        layout.addLayout(head)
+        layout.addWidget(self.scroll)
+        self.cells_layout.insertWidget(0, self.empty)
+        self.thumbs: list[QLabel] = []
+        for name in ("analysis", "strip_role", "colormap"):
+            getattr(state.events, name).connect(lambda _: self.refresh())
+        state.events.strip_role.connect(self._sync_radio)
+
+    def _sync_radio(self, role: str) -> None:
+        (self.teacher_radio if role == "teacher" else self.student_radio).setChecked(True)
+
+    def refresh(self) -> None:
+        for w in self.thumbs:
+            self.cells_layout.removeWidget(w)
+            w.deleteLater()
+        self.thumbs = []
+        a = self.state.analysis
+        result = None if a is None else (a.teacher if self.state.strip_role == "teacher" else a.student)
+        maps = [] if result is None else list(result.feature_maps)
+        self.empty.setVisible(not maps)
+        if a is not None and not maps:
+            self.empty.setText("This model's feature maps were not computed for this analysis.")
+        for i, (stage, data) in enumerate(maps):
+            cell = QLabel()
+            cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            cell.setPixmap(heat_pixmap(data, self.state.colormap, self.THUMB))
+            cell.setToolTip(f"{stage}: {data.shape[1]}×{data.shape[0]}")
+            box = QWidget()
+            v = QVBoxLayout(box)
+            v.setContentsMargins(0, 0, 0, 0)
+            v.setSpacing(1)
+            v.addWidget(cell)
+            cap = QLabel(f"{i + 1}. {stage}")
+            cap.setObjectName("caption")
+            cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            v.addWidget(cap)
+            self.cells_layout.insertWidget(self.cells_layout.count() - 1, box)
+            self.thumbs.append(box)
+
+
+def card_html(card) -> str:
+    """A model card as readable HTML: what it is, how good, on what data, and what it is not for."""
+    e = html.escape
+    rows = []
+    m = card.metrics or {}
+    for key in ("accuracy", "macro_f1", "auc", "balanced_accuracy", "sensitivity", "specificity"):
+        if isinstance(m.get(key), (int, float)):
+            rows.append(f"<tr><td>{e(key.replace('_', ' '))}</td><td><b>{m[key]:.3f}</b></td></tr>")
+    ci = m.get("ci") or {}
+    for key, val in ci.items():
+        if isinstance(val, (list, tuple)) and len(val) == 2:
+            rows.append(f"<tr><td>{e(key.replace('_', ' '))} 95 % CI</td><td>{val[0]:.3f} – {val[1]:.3f}</td></tr>")
+    if "n" in m:
+        rows.append(f"<tr><td>test images</td><td>{e(str(m['n']))}</td></tr>")
+    metrics = "<table cellspacing=4>" + "".join(rows) + "</table>" if rows else "<p><i>No test metrics recorded.</i></p>"
+    size = []
+    if card.parameters:
+        size.append(f"{card.parameters / 1e6:.2f} M parameters")
+    if card.flops:
+        size.append(f"{card.flops / 1e9:.2f} GFLOPs")
+    if card.cpu_latency_ms:
+        size.append(f"{card.cpu_latency_ms:.1f} ms on CPU (batch 1)")
+    training = card.training or {}
+    tr = ", ".join(f"{e(str(k))}: {e(str(v))}" for k, v in training.items()
+                   if k in ("method", "loss", "epochs", "seed", "teacher", "data") and v not in (None, ""))
+    caveats = "".join(f"<li>{e(c)}</li>" for c in card.caveats) or "<li><i>None recorded.</i></li>"
+    return (
+        f"<h2>{e(card.name or card.id)}</h2>"
+        f"<p><b>{e(card.role.capitalize())}</b> for task <b>{e(card.task)}</b> · architecture {e(card.architecture)}"
+        f"{' · ' + e(', '.join(size)) if size else ''}</p>"
+        f"<p><b>Classes:</b> {e(', '.join(card.classes))}</p>"
+        f"<h3>Intended use</h3><p>{e(card.intended_use)}</p>"
+        f"<h3>Test-set metrics</h3>{metrics}"
+        f"<h3>Caveats</h3><ul>{caveats}</ul>"
+        + (f"<h3>Training</h3><p>{tr}</p>" if tr else "")
+        + (f"<h3>Provenance</h3><p>{e(card.provenance)}</p>" if card.provenance else "")
+        + (f"<p><b>Licence:</b> {e(card.license)}</p>" if card.license else "")
+        + f"<p style='color:gray'>Card {e(card.id)} · weights sha256 {e(card.sha256[:16])}…</p>"
+    )
+
+
+class ModelCardDialog(QDialog):
+    """Teacher and student cards side by side, read-only."""
+
+    def __init__(self, cards: list, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Model cards")
+        self.resize(900, 620)
+        grid = QGridLayout()
+        self.browsers: list[QTextBrowser] = []
+        for i, card in enumerate(cards):
+            b = QTextBrowser()
+            b.setOpenExternalLinks(False)
+            b.setHtml(card_html(card))
+            grid.addWidget(b, 0, i)
+            self.browsers.append(b)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout = QVBoxLayout(self)
+        layout.addLayout(grid, 1)
+        layout.addWidget(buttons)

@@ -1,0 +1,97 @@
+"""Persistent user preferences (QSettings): device, default method, colour map, opacity, recent files.
+
+Why QSettings: it stores in the platform's own place (registry on Windows, plist on macOS,
+INI under ~/.config on Linux) without us choosing paths, which matters on locked-down hospital
+PCs. Tests pass an INI file in a temporary folder so they never touch the user's settings.
+
+Recent files hold *paths* only. A path can contain a patient's name (folders exported by a
+PACS often are), so recent entries are shown in the File menu, which the user controls, and
+never logged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from .state import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_METHOD, DEFAULT_OPACITY, METHOD_LABELS
+
+ORGANIZATION = "MedKD"
+APPLICATION = "MedKD Desktop"
+MAX_RECENT = 10
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Settings:
+    """Typed access to the few preferences that survive a restart."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            self._q = QSettings(ORGANIZATION, APPLICATION)
+        else:
+            self._q = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def sync(self) -> None:
+        self._q.sync()
+
+    # -- device ---------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        value = str(self._q.value("device", "auto"))
+        return value if value in DEVICES else "auto"
+
+    @device.setter
+    def device(self, value: str) -> None:
+        if value not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}")
+        self._q.setValue("device", value)
+
+    # -- overlay defaults -----------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        value = str(self._q.value("overlay/method", DEFAULT_METHOD))
+        return value if value in METHOD_LABELS else DEFAULT_METHOD
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self._q.setValue("overlay/method", value)
+
+    @property
+    def colormap(self) -> str:
+        value = str(self._q.value("overlay/colormap", DEFAULT_COLORMAP))
+        return value if value in COLORMAPS else DEFAULT_COLORMAP
+
+    @colormap.setter
+    def colormap(self, value: str) -> None:
+        self._q.setValue("overlay/colormap", value)
+
+    @property
+    def opacity(self) -> float:
+        try:
+            value = float(self._q.value("overlay/opacity", DEFAULT_OPACITY))
+        except (TypeError, ValueError):
+            return DEFAULT_OPACITY
+        return min(max(value, 0.0), 1.0)
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        self._q.setValue("overlay/opacity", float(value))
+
+    # -- recent files ---------------------------------------------------------------------
+    @property
+    def recent(self) -> list[str]:
+        value = self._q.value("recent", [])
+        if isinstance(value, str):  # QSettings returns a bare string for a one-item list (INI)
+            value = [value]
+        return [str(v) for v in (value or []) if v][:MAX_RECENT]
+
+    def add_recent(self, path: str | Path) -> list[str]:
+        """Put *path* first (moving it if already there) and drop the oldest beyond the limit."""
+        p = str(Path(path).resolve())
+        items = [p] + [r for r in self.recent if r != p]
+        items = items[:MAX_RECENT]
+        self._q.setValue("recent", items)
+        return items
+
+    def clear_recent(self) -> None:
+        self._q.setValue("recent", [])

@@ -1,0 +1,272 @@
+"""Background work for the review window: opening studies, loading models, running analyses.
+
+Why a worker: decoding a JPEG 2000 chest film takes a second, loading a teacher a few, and a
+Score-CAM many; none of that may freeze the window (the GUI thread never runs torch). All jobs
+run on ONE dedicated pool thread, in order, so the engine's model cache is never touched by two
+threads at once and a new analysis simply queues behind the one being cancelled.
+
+Cancellation is cooperative: each analysis gets its own :class:`CancelFlag`, which the engine
+checks between steps. Every job carries an id; a result whose job was cancelled or superseded
+is reported as cancelled and never applied, so a late result cannot overwrite a newer view.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+
+class CancelFlag(threading.Event):
+    """A thread-safe flag the engine polls; callable too, so ``cancel()`` and ``cancel.is_set()`` both work."""
+
+    def __call__(self) -> bool:
+        return self.is_set()
+
+
+@dataclass
+class AnalysisRequest:
+    """Everything one analysis needs; captured on the GUI thread so the job never reads widgets."""
+
+    study: Any  # Study
+    pair: Any  # ModelPair
+    methods: list[str]
+    target: str | None = None
+    volume: int = 0
+    slice_: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # echoed back with the result (cache keys)
+
+
+def _progress_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[float, str]:
+    """Normalise an engine progress call to (fraction 0..1, step text), whatever order it uses."""
+    values = list(args) + list(kwargs.values())
+    fraction = next((float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)), -1.0)
+    text = next((v for v in values if isinstance(v, str)), "")
+    if fraction > 1.0:  # a percentage
+        fraction /= 100.0
+    return fraction, text
+
+
+class _Bridge(QObject):
+    """Signals emitted from the pool thread; Qt queues them to receivers on the GUI thread."""
+
+    ready = Signal(object, object)  # engine, registry
+    startup_failed = Signal(str)
+    study_loaded = Signal(int, object)  # job id, Study
+    study_failed = Signal(int, object)  # job id, exception (StudyLoadError or other)
+    models_loaded = Signal(int, str, float)  # job id, task, seconds
+    models_failed = Signal(int, str)
+    progress = Signal(int, float, str)  # job id, fraction (-1 unknown), step
+    analysis_done = Signal(int, object, object)  # job id, Analysis, request meta
+    analysis_cancelled = Signal(int)
+    analysis_failed = Signal(int, str)
+
+
+class _Job(QRunnable):
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self._fn = fn
+        self.setAutoDelete(True)
+
+    def run(self) -> None:  # pool thread
+        try:
+            self._fn()
+        except Exception:  # noqa: BLE001 - a worker must never take the process down
+            log.exception("background job failed")
+
+
+class Worker(QObject):
+    """Owns the pool thread and the engine; the window talks to it only through methods and signals.
+
+    Signals (all delivered on the GUI thread):
+      ``ready(engine, registry)``, ``startup_failed(message)``,
+      ``study_loaded(job, study)``, ``study_failed(job, error)``,
+      ``models_loaded(job, task, seconds)``, ``models_failed(job, message)``,
+      ``progress(job, fraction, step)``, ``analysis_done(job, analysis, meta)``,
+      ``analysis_cancelled(job)``, ``analysis_failed(job, message)``, ``busy_changed(bool)``.
+    """
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None, *, device: str | None = None,
+                 engine_factory: Callable[[str | None], tuple[Any, Any]] | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._pool.setExpiryTimeout(-1)  # keep the thread: torch's per-thread state stays warm
+        self.bridge = _Bridge(self)
+        self.device = device
+        self._engine_factory = engine_factory or default_engine_factory
+        self.engine: Any = None
+        self.registry: Any = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._flags: dict[int, CancelFlag] = {}
+        self._cancelled: set[int] = set()
+        self._latest_analysis = 0
+        self._pending = 0
+        self.bridge.ready.connect(self._on_ready)
+        for sig in (self.bridge.study_loaded, self.bridge.study_failed, self.bridge.models_loaded,
+                    self.bridge.models_failed, self.bridge.analysis_done, self.bridge.analysis_failed):
+            sig.connect(self._job_finished)
+        self.bridge.analysis_cancelled.connect(self._job_finished)
+        self.bridge.startup_failed.connect(self._job_finished)
+
+    # -- bookkeeping (GUI thread) ---------------------------------------------------------
+    def _submit(self, fn: Callable[[], None]) -> None:
+        self._pending += 1
+        if self._pending == 1:
+            self.busy_changed.emit(True)
+        self._pool.start(_Job(fn))
+
+    def _job_finished(self, *args: Any) -> None:
+        self._pending = max(0, self._pending - 1)
+        if self._pending == 0:
+            self.busy_changed.emit(False)
+
+    def _on_ready(self, engine: Any, registry: Any) -> None:
+        self.engine, self.registry = engine, registry
+        self._job_finished()
+
+    @property
+    def busy(self) -> bool:
+        return self._pending > 0
+
+    def wait_idle(self, msecs: int = -1) -> bool:
+        """Block until the pool is empty (for shutdown and the headless screenshot, never in a slot)."""
+        return self._pool.waitForDone(msecs)
+
+    # -- jobs -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Import torch, build the engine and scan the model cards off the GUI thread."""
+        factory, device = self._engine_factory, self.device
+
+        def job() -> None:
+            t0 = time.perf_counter()
+            try:
+                engine, registry = factory(device)
+                registry.cards  # noqa: B018 - scan the card folders here, not on the GUI thread
+            except Exception as exc:  # noqa: BLE001
+                log.warning("engine start failed: %s: %s", type(exc).__name__, exc)
+                self.bridge.startup_failed.emit(f"The analysis engine could not start: {exc}")
+                return
+            log.info("engine ready in %.0f ms", (time.perf_counter() - t0) * 1000)
+            self.bridge.ready.emit(engine, registry)
+
+        self._submit(job)
+
+    def open_study(self, path: str | Path) -> int:
+        """Open a study in the background; returns the job id echoed by study_loaded/study_failed."""
+        job_id = next(self._ids)
+
+        def job() -> None:
+            from ..studies import open_study
+
+            try:
+                study = open_study(path)
+            except Exception as exc:  # noqa: BLE001 - open_study raises StudyLoadError; anything else is reported too
+                self.bridge.study_failed.emit(job_id, exc)
+                return
+            self.bridge.study_loaded.emit(job_id, study)
+
+        self._submit(job)
+        return job_id
+
+    def load_models(self, pair: Any) -> int:
+        """Load (and cache) both models of *pair* so the first analysis does not pay for it."""
+        job_id = next(self._ids)
+
+        def job() -> None:
+            t0 = time.perf_counter()
+            try:
+                preload = getattr(self.engine, "load_pair", None) or getattr(self.engine, "preload", None)
+                if preload is not None:
+                    preload(pair)
+                else:
+                    for card in (pair.teacher, pair.student):
+                        self.registry.load(card, getattr(self.engine, "device", "cpu"))
+            except Exception as exc:  # noqa: BLE001 - ModelLoadError and friends: report, don't crash
+                self.bridge.models_failed.emit(job_id, str(exc))
+                return
+            self.bridge.models_loaded.emit(job_id, pair.task, time.perf_counter() - t0)
+
+        self._submit(job)
+        return job_id
+
+    def analyze(self, request: AnalysisRequest) -> int:
+        """Queue an analysis; any earlier one still running is cancelled (only the newest matters)."""
+        job_id = next(self._ids)
+        flag = CancelFlag()
+        with self._lock:
+            self._cancel_locked()
+            self._flags[job_id] = flag
+            self._latest_analysis = job_id
+        engine = self.engine
+
+        def on_progress(*args: Any, **kwargs: Any) -> None:
+            fraction, text = _progress_args(args, kwargs)
+            self.bridge.progress.emit(job_id, fraction, text)
+
+        def job() -> None:
+            from ..inference.engine import AnalysisCancelled
+
+            try:
+                if flag.is_set():
+                    raise AnalysisCancelled()
+                self.bridge.progress.emit(job_id, 0.0, "starting")
+                analysis = engine.analyze(request.study, request.pair, request.methods, target=request.target,
+                                          volume=request.volume, slice_=request.slice_,
+                                          on_progress=on_progress, cancel=flag)
+                if flag.is_set():  # cancelled after the last check inside the engine: drop the result
+                    raise AnalysisCancelled()
+            except AnalysisCancelled:
+                self.bridge.analysis_cancelled.emit(job_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - shown in the status bar, details in the log
+                log.warning("analysis failed: %s: %s", type(exc).__name__, exc)
+                self.bridge.analysis_failed.emit(job_id, str(exc) or type(exc).__name__)
+                return
+            finally:
+                with self._lock:
+                    self._flags.pop(job_id, None)
+            self.bridge.analysis_done.emit(job_id, analysis, request.meta)
+
+        self._submit(job)
+        return job_id
+
+    def cancel(self) -> None:
+        """Ask every queued or running analysis to stop at its next step."""
+        with self._lock:
+            self._cancel_locked()
+
+    def _cancel_locked(self) -> None:
+        for job_id, flag in self._flags.items():
+            flag.set()
+            self._cancelled.add(job_id)
+
+    def is_current(self, job_id: int) -> bool:
+        """True when *job_id* is the newest analysis and was not cancelled (its result may be applied)."""
+        with self._lock:
+            return job_id == self._latest_analysis and job_id not in self._cancelled
+
+    def shutdown(self, msecs: int = 5000) -> None:
+        self.cancel()
+        self._pool.waitForDone(msecs)
+
+
+def default_engine_factory(device: str | None) -> tuple[Any, Any]:
+    """Build the real engine and registry (imports torch; runs on the pool thread)."""
+    from ..inference.engine import Engine
+    from ..models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    engine = Engine(registry=registry, device=None if device in (None, "auto") else device)
+    return engine, registry
