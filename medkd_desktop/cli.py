@@ -165,6 +165,190 @@ def _cmd_bench_inference(args: argparse.Namespace) -> None:
         print(f"{task:<18} teacher {r['teacher_ms']:>8.2f} ms   student {r['student_ms']:>7.2f} ms   speed-up {r['speedup']:.1f}x")
 
 
+def _analysis_device(requested: str | None) -> str | None:
+    """Check a --device value before any model loads (None: CUDA if present, else CPU)."""
+    if requested in (None, "auto"):
+        return None
+    import torch
+
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device {requested!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA was requested but no usable GPU was found (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {requested!r} (use cpu, cuda or cuda:N)")
+    return str(device)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError, propose_pair
+    from .models.registry import ModelRegistry
+    from .models.weights import ModelLoadError
+    from .report import (
+        ReportError,
+        analysis_json,
+        export_dicom_sc,
+        export_json,
+        export_pdf,
+        export_png,
+    )
+    from .studies import StudyKind, open_study
+
+    device = _analysis_device(args.device)
+    study = open_study(args.path, series_uid=args.series)
+    registry = ModelRegistry()
+    task, warning = propose_pair(study, registry, args.task)
+    if task is None:
+        raise UserError(warning or "no task could be chosen; pass --task")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    volume = (args.volume or 1) - 1
+    slice_ = None if args.slice is None else args.slice - 1
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+
+    engine = Engine(registry, device)
+    try:
+        pair = registry.pair(task)
+        analysis = engine.analyze(study, pair, [args.method], target=args.target, volume=volume, slice_=slice_)
+    except (IncompatibleStudyError, ModelUnavailableError) as exc:
+        raise UserError(str(exc)) from None
+    except ModelLoadError as exc:  # registry.pair: no teacher or student installed for the task
+        raise UserError(str(exc)) from None
+    except AnalysisError as exc:  # not the input's fault: exit 1, still one readable line
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+    stem = args.method.replace("+", "p")
+    files: dict[str, str] = {}
+    try:
+        files["png"] = str(export_png(analysis, study, out_dir / f"overlay_{stem}.png", args.method))
+        if not args.no_pdf:
+            files["pdf"] = str(export_pdf(analysis, study, pair, out_dir / "report.pdf", args.method,
+                                          show_identifiers=args.show_identifiers))
+        if study.kind in (StudyKind.DICOM, StudyKind.DICOM_MULTIFRAME, StudyKind.DICOM_SERIES):
+            files["dicom"] = str(export_dicom_sc(analysis, study, out_dir / f"overlay_{stem}.dcm", args.method))
+        files["json"] = str(export_json(analysis, study, out_dir / "analysis.json"))
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+
+    if args.json:
+        _print_json({**analysis_json(analysis, study), "files": files})
+        return
+    for res in (analysis.teacher, analysis.student):
+        p = float(res.probabilities[res.predicted_index])
+        print(f"{res.role:>8}: {res.predicted} ({p:.1%})  {res.latency_ms:.1f} ms  [{res.name}]")
+    for method, a in analysis.agreement.items():
+        print(f"{'agreement':>8}: {method}  r {a.pearson:.2f}  SSIM {a.ssim:.2f}  top-20% IoU {a.iou_top20:.2f}")
+    for w in analysis.warnings:
+        print(f"{'warning':>8}: {w}")
+    for kind, path in files.items():
+        print(f"{kind:>8}: {path}")
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from .bench.explain import jsonable
+    from .explain import ExplainError
+    from .explain.compare import compare_on_study, parse_methods
+    from .models.registry import ModelRegistry
+    from .models.weights import ModelLoadError
+    from .studies import open_study
+
+    try:
+        methods = parse_methods(args.method)
+    except ExplainError as exc:
+        raise UserError(str(exc)) from None
+    registry = ModelRegistry()
+    try:
+        pair = registry.pair(args.task)
+    except ModelLoadError as exc:
+        tasks = ", ".join(registry.tasks()) or "none installed"
+        raise UserError(f"{exc} (tasks with models: {tasks})") from None
+    study = open_study(args.path, series_uid=args.series)
+    if args.volume is not None and not 1 <= args.volume <= study.n_volumes:
+        raise UserError(f"--volume must be between 1 and {study.n_volumes} for this study")
+    if args.slice is not None and not 1 <= args.slice <= study.n_slices:
+        raise UserError(f"--slice must be between 1 and {study.n_slices} for this study")
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    roles = ("teacher", "student") if args.model == "both" else (args.model,)
+    try:
+        summary, _, _ = compare_on_study(study, pair, registry, methods, roles, args.target, out_dir,
+                                         volume=(args.volume or 1) - 1,
+                                         slice_=None if args.slice is None else args.slice - 1,
+                                         faithfulness=args.faithfulness)
+    except (ExplainError, ModelLoadError) as exc:
+        raise UserError(str(exc)) from None
+    summary = jsonable(summary)
+    json_path = out_dir / "explain.json"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        _print_json(summary)
+        return
+    for role, m in summary["models"].items():
+        print(f"{role:>8}: {m['predicted']} ({m['probabilities'][m['predicted']]:.1%})  [{m['name'] or m['card']}]")
+    for method, entry in summary["methods"].items():
+        for role in roles:
+            e = entry.get(role, {})
+            if "skipped" in e:
+                print(f"{method:>12} {role:<8} skipped: {e['skipped']}")
+            else:
+                print(f"{method:>12} {role:<8} explains {e['target']}  {e['ms']:.1f} ms  {e['png']}")
+        a = entry.get("agreement")
+        if a:
+            fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+            print(f"{method:>12} agreement r {fmt(a['pearson'])}  SSIM {fmt(a['ssim'])}  top-20% IoU {fmt(a['iou_top20'])}")
+    print(f"{'json':>12}: {json_path}")
+
+
+def _cmd_bench_explain(args: argparse.Namespace) -> None:
+    from .bench.explain import bench_explain, jsonable
+    from .explain import ExplainError
+
+    root = Path(args.data) if args.data else shared_data_dir()
+    if not root.exists():
+        raise UserError(f"data folder not found: {root} (pass --data DIR)")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    try:
+        result = jsonable(bench_explain(data_root=root, n_images=args.images, methods=methods, tasks=tasks,
+                                        threads=args.threads, steps=args.steps, batching=not args.no_batching))
+    except ExplainError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        _print_json(result)
+        return
+    for task, methods_result in result["tasks"].items():
+        if "skipped" in methods_result:
+            print(f"{task:<18} skipped: {methods_result['skipped']}")
+            continue
+        for method, r in methods_result.items():
+            if not isinstance(r, dict) or "teacher_ms" not in r and "student_ms" not in r:
+                continue
+            agree = r.get("agreement") or {}
+            print(f"{task:<18} {method:<12} teacher {r.get('teacher_ms') or float('nan'):>9.1f} ms  "
+                  f"student {r.get('student_ms') or float('nan'):>8.1f} ms  r {agree.get('pearson') or float('nan'):.2f}")
+        for t in methods_result.get("targets", []):
+            print(f"{task:<18} target {t['target']}: {'met' if t['met'] else 'NOT met'}")
+
+
+def _cmd_bench_gui(args: argparse.Namespace) -> None:
+    from .bench.gui import bench_gui
+
+    path = Path(args.path) if args.path else None
+    if path is not None and not path.exists():
+        raise UserError(f"study not found: {path}")
+    _print_json(bench_gui(path, task=args.task, repeat=args.repeat, launch_runs=args.launch_runs))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medkd", description="MedKD Desktop headless tools (research use only).")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -188,6 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=_cmd_bench_inference)
+    bex = bench_sub.add_parser("explain", help="per task and method: teacher/student explanation time, agreement, faithfulness")
+    bex.add_argument("--images", type=int, default=20, help="test images per task (default 20)")
+    bex.add_argument("--methods", help="comma-separated methods (default: all)")
+    bex.add_argument("--tasks", help="comma-separated tasks (default: every task with models)")
+    bex.add_argument("--steps", type=int, default=20, help="deletion/insertion steps (default 20)")
+    bex.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    bex.add_argument("--no-batching", dest="no_batching", action="store_true", help="skip the Score-CAM batching check")
+    bex.add_argument("--data", help="shared data folder (default ../shared/data or $MEDKD_SHARED_DATA)")
+    bex.add_argument("--json", action="store_true")
+    bex.set_defaults(func=_cmd_bench_explain)
+    bgui = bench_sub.add_parser("gui", help="review window: launch time, study to overlays, longest event-loop gap (JSON)")
+    bgui.add_argument("--path", help="2-D study to open (default: the bundled histology tile)")
+    bgui.add_argument("--task", help="model pair (default: proposed from the study)")
+    bgui.add_argument("--repeat", type=int, default=5, help="timed opens (median reported)")
+    bgui.add_argument("--launch-runs", dest="launch_runs", type=int, default=3, help="timed application starts")
+    bgui.set_defaults(func=_cmd_bench_gui)
 
     train = sub.add_parser("train", help="train a teacher, a baseline or a distilled student from a config")
     train.add_argument("--config", required=True, help="configs/<task>-<role>.toml")
@@ -197,10 +397,41 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out-dir", dest="out_dir", help="where weights + card go (default trained_models/<task>)")
     train.add_argument("--file-stem", dest="file_stem", help="weights/card file name (default: the role)")
     train.add_argument("--teacher", help="teacher card for distilled students")
-    train.add_argument("--run-dir", help="checkpoint folder (default runs/<task>-<stem>)")
+    train.add_argument("--run-dir", help="checkpoint folder (default: the user cache dir, runs/<task>-<stem>)")
     train.add_argument("--data", help="shared data folder (default ../shared/data)")
     train.add_argument("--device", help="cpu or cuda (default: cuda if present)")
     train.set_defaults(func=_cmd_train)
+
+    an = sub.add_parser("analyze", help="teacher and student on one study: predictions, heatmaps, report files")
+    an.add_argument("path", help="DICOM file or series folder, NIfTI, PNG/JPEG/TIFF")
+    an.add_argument("--task", help="model pair to use (default: proposed from the study's modality)")
+    an.add_argument("--method", default="gradcam", help="explanation method (default gradcam)")
+    an.add_argument("--target", help="class to explain in both models (default: each model's own prediction)")
+    an.add_argument("--out", required=True, help="folder for the PNG, JSON, PDF (and DICOM SC for DICOM input)")
+    an.add_argument("--series", help="SeriesInstanceUID to open when a folder holds several")
+    an.add_argument("--volume", type=int, help="volume / time point to analyse, from 1 (default 1)")
+    an.add_argument("--slice", type=int, help="slice to analyse, from 1 (default: the middle one)")
+    an.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
+    an.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF report")
+    an.add_argument("--show-identifiers", dest="show_identifiers", action="store_true",
+                    help="print patient name, ID and birth date in the PDF (hidden by default)")
+    an.add_argument("--json", action="store_true", help="print the analysis and the written files as JSON")
+    an.set_defaults(func=_cmd_analyze)
+
+    exp = sub.add_parser("explain", help="teacher and student heatmaps of one study, overlays and agreement figures")
+    exp.add_argument("path", help="DICOM file or series folder, NIfTI, PNG/JPEG/TIFF")
+    exp.add_argument("--task", required=True, help="model pair (models come from trained_models/, the user folder "
+                     "and $MEDKD_MODEL_DIRS)")
+    exp.add_argument("--method", required=True, help="explanation method, comma-separated list, or 'all'")
+    exp.add_argument("--model", choices=("teacher", "student", "both"), default="both")
+    exp.add_argument("--target", help="class name or index to explain (default: each model's own prediction)")
+    exp.add_argument("--out", required=True, help="folder for the overlay PNGs and explain.json")
+    exp.add_argument("--series", help="SeriesInstanceUID to open when a folder holds several")
+    exp.add_argument("--volume", type=int, help="volume / time point, from 1 (default 1)")
+    exp.add_argument("--slice", type=int, help="slice, from 1 (default: the middle one)")
+    exp.add_argument("--faithfulness", action="store_true", help="also deletion/insertion AUC and ROAD per map")
+    exp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    exp.set_defaults(func=_cmd_explain)
 
     ev = sub.add_parser("evaluate", help="metrics of a model on a manifest (with bootstrap CIs)")
     ev.add_argument("--task", required=True)

@@ -101,3 +101,25 @@ def classification_metrics(
         if m.any():
             out.setdefault("subsets", {})[name] = {"n": int(m.sum()), **_point(y[m], pred[m], prob[m], n_classes)}
     return out
+
+
+def paired_difference(y: Sequence[int], prob_a: np.ndarray, prob_b: np.ndarray, n_boot: int = 2000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Accuracy and macro-F1 of model A minus model B on the SAME images, with a paired
+    bootstrap 95% CI (both models resampled together, so image difficulty cancels out)."""
+    y = np.asarray(y, dtype=int)
+    n_classes = prob_a.shape[1]
+    pa, pb = np.asarray(prob_a).argmax(1), np.asarray(prob_b).argmax(1)
+
+    def diff(idx: np.ndarray) -> tuple[float, float]:
+        ya, a, b = y[idx], pa[idx], pb[idx]
+        f1a = _prf(confusion(ya, a, n_classes))[2].mean()
+        f1b = _prf(confusion(ya, b, n_classes))[2].mean()
+        return float(np.mean(a == ya) - np.mean(b == ya)), float(f1a - f1b)
+
+    acc, f1 = diff(np.arange(y.size))
+    rng = np.random.default_rng(seed)
+    boots = np.array([diff(rng.integers(0, y.size, y.size)) for _ in range(n_boot)])
+    ci = np.percentile(boots, [2.5, 97.5], axis=0)
+    return {"accuracy": acc, "accuracy_ci": [float(ci[0, 0]), float(ci[1, 0])],
+            "macro_f1": f1, "macro_f1_ci": [float(ci[0, 1]), float(ci[1, 1])]}

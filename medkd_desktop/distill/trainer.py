@@ -41,10 +41,19 @@ class TrainingCancelled(Exception):
     pass
 
 
-def default_cache_dir() -> Path:
+def _user_cache() -> Path:
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("medkd-desktop", appauthor=False)) / "datasets"
+    return Path(user_cache_dir("medkd-desktop", appauthor=False))
+
+
+def default_cache_dir() -> Path:
+    return _user_cache() / "datasets"
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """Checkpoints live outside the checkout, so a fresh clone (or `git clean`) resumes a long run."""
+    return _user_cache() / "runs" / f"{cfg.task}-{cfg.file_stem or cfg.role}"
 
 
 def resolve(path: str, base: Path) -> Path:
@@ -86,7 +95,7 @@ class Trainer:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.data_root = data_root or shared_data_dir()
-        self.run_dir = run_dir or REPO_DIR / "runs" / f"{cfg.task}-{cfg.file_stem or cfg.role}"
+        self.run_dir = run_dir or default_run_dir(cfg)
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         self.emit = emit or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)

@@ -21,7 +21,7 @@ from .base import (
     target_layers,
 )
 from .cam import scorecam_batch_size
-from .metrics import agreement, deletion_auc, insertion_auc, iou_topk, pearson, road, ssim
+from .metrics import agreement, deletion_auc, insertion_auc, iou_topk, pair_agreement, pearson, road, ssim
 
 __all__ = [
     "ExplainError",
@@ -33,6 +33,7 @@ __all__ = [
     "insertion_auc",
     "iou_topk",
     "list_methods",
+    "pair_agreement",
     "pearson",
     "register_explainer",
     "road",

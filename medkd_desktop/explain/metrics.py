@@ -18,7 +18,7 @@ sizes): the second map is resized to the first before comparison.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -97,6 +97,23 @@ def iou_topk(a: MapLike, b: MapLike, k: float = 20.0) -> float:
 def agreement(a: MapLike, b: MapLike, k: float = 20.0) -> dict[str, float]:
     """Teacher-student agreement: ``{"pearson", "ssim", "iou_top<k>"}``."""
     return {"pearson": pearson(a, b), "ssim": ssim(a, b), f"iou_top{k:g}": iou_topk(a, b, k)}
+
+
+def pair_agreement(teacher: Heatmap, student: Heatmap, teacher_spec: Any, student_spec: Any,
+                   frame_shape: Sequence[int], k: float = 20.0, max_side: int = 256) -> dict[str, float]:
+    """Agreement of two models' heatmaps of the same frame, each made with its own card's input.
+
+    When both cards crop the frame alike, the maps cover the same region and are compared
+    directly (the second resized to the first). Otherwise each is placed on the frame
+    (``Heatmap.to_frame``) at a reduced size (longest side *max_side*, enough for region
+    overlap and far cheaper than SSIM on a full radiograph) and compared there.
+    """
+    if getattr(teacher_spec, "crop", None) == getattr(student_spec, "crop", None):
+        return agreement(teacher, student, k)
+    h, w = int(frame_shape[0]), int(frame_shape[1])
+    scale = min(1.0, max_side / max(h, w))
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return agreement(teacher.to_frame(shape, teacher_spec), student.to_frame(shape, student_spec), k)
 
 
 # --------------------------------------------------------------------------------------

@@ -335,6 +335,7 @@ class Engine:
         """Load (or fetch from the cache) both models on this engine's device."""
         pair = self._resolve_pair(pair)
         with self._lock:
+            _explain_module()  # import (and register) the explainers now, not inside the first analysis
             try:
                 return self.registry.load(pair.teacher, self._device), self.registry.load(pair.student, self._device)
             except ModelLoadError as exc:
@@ -465,6 +466,9 @@ class Engine:
                 )
                 res.heatmaps[method] = heat
                 res.explain_seconds[method] = seconds
+                if float(heat.max()) <= 0.0:
+                    warnings.append(f"The {res.role}'s {method} map is empty: no region of the image raises its score "
+                                    f"for {res.classes[cls]}, so there is nothing to show.")
 
         region = self._common_region(hw, t_card.input, s_card.input, tiled)
         agreement = steps.run("agreement", "heatmap agreement",

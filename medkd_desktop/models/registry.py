@@ -7,6 +7,7 @@ up at once. Cards are cheap to scan; weights load lazily, verified, and stay cac
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def user_models_dir() -> Path:
     return Path(user_data_dir("medkd-desktop", appauthor=False)) / "models"
 
 
+def env_model_dirs() -> list[Path]:
+    """Folders named in ``MEDKD_MODEL_DIRS`` (``os.pathsep``-separated), e.g. a site's validated models
+    or a test's tmp models. They are scanned last, so their cards take precedence over bundled and
+    user cards of the same task and role (a later folder's card wins)."""
+    return [Path(p) for p in os.environ.get("MEDKD_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
+
+
 @dataclass(frozen=True)
 class ModelPair:
     task: str
@@ -47,7 +55,7 @@ class ModelPair:
 
 class ModelRegistry:
     def __init__(self, roots: list[Path] | None = None) -> None:
-        self.roots = roots if roots is not None else [BUNDLED_DIR, user_models_dir()]
+        self.roots = roots if roots is not None else [BUNDLED_DIR, user_models_dir(), *env_model_dirs()]
         self._cards: dict[str, ModelCard] | None = None
         self._loaded: dict[tuple[str, str], torch.nn.Module] = {}
 

@@ -17,12 +17,12 @@ from matplotlib.figure import Figure
 from ..inference.analysis import Analysis, ModelResult
 from ..studies.study import Study
 from .common import DISCLAIMER, fmt, method_name, write_file
-from .render import DEFAULT_COLORMAP, DEFAULT_OPACITY, GAP, side_by_side
+from .render import OverlayStyle, GAP, side_by_side
 
 DPI = 100
 PAD = 12
-HEADER = 78
-FOOTER = 44
+HEADER = 60
+FOOTER = 50
 
 
 def png_size(analysis: Analysis) -> tuple[int, int]:
@@ -44,10 +44,9 @@ def _title(res: ModelResult, target: str | None) -> tuple[str, str]:
     return line1, line2
 
 
-def render_png_figure(analysis: Analysis, method: str, colormap: str = DEFAULT_COLORMAP,
-                      opacity: float = DEFAULT_OPACITY) -> Figure:
+def render_png_figure(analysis: Analysis, method: str, style: OverlayStyle | None = None) -> Figure:
     """The figure :func:`export_png` saves (also used by the PDF's heatmap page)."""
-    composite = side_by_side(analysis, method, colormap, opacity)
+    composite = side_by_side(analysis, method, style)
     ph, total_w = composite.shape[:2]
     pw = (total_w - GAP) // 2
     width, height = total_w + 2 * PAD, HEADER + ph + FOOTER
@@ -66,17 +65,17 @@ def render_png_figure(analysis: Analysis, method: str, colormap: str = DEFAULT_C
         line += (f"  ·  agreement r = {fmt(agreement.pearson)}, SSIM = {fmt(agreement.ssim)}, "
                  f"top-20% IoU = {fmt(agreement.iou_top20)}")
     fig.text(PAD / width, (FOOTER - 8) / height, line, ha="left", va="top", fontsize=9)
-    fig.text(PAD / width, 16 / height, DISCLAIMER, ha="left", va="center", fontsize=9, color="#b00020",
+    fig.text(PAD / width, 14 / height, DISCLAIMER, ha="left", va="center", fontsize=9, color="#b00020",
              fontweight="bold")
     return fig
 
 
 def export_png(analysis: Analysis, study: Study, path: str | os.PathLike[str], method: str, *,
-               colormap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY) -> Path:
+               style: OverlayStyle | None = None) -> Path:
     """Write the teacher | student overlays of *method* with titles, probabilities and agreement.
 
     *study* is accepted for symmetry with the other exports; nothing identifying is drawn.
     """
     del study  # the PNG shows no study details (no identifiers, no file name)
-    fig = render_png_figure(analysis, method, colormap, opacity)
+    fig = render_png_figure(analysis, method, style)
     return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor="white"))

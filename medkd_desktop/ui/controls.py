@@ -46,6 +46,7 @@ class OverlayControls(QWidget):
     def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self._ready = False  # set_methods/set_classes sync from state only once every widget exists
         self.method_combo = QComboBox()
         self.method_combo.setObjectName("methodCombo")
         self.set_methods(list(METHOD_LABELS))
@@ -90,6 +91,7 @@ class OverlayControls(QWidget):
         self.visible_check.toggled.connect(lambda on: setattr(state, "overlay_visible", on))
 
         # state -> widgets
+        self._ready = True
         ev = state.events
         for name in ("method", "target", "opacity", "colormap", "threshold", "contour", "overlay_visible"):
             getattr(ev, name).connect(lambda _: self.sync_from_state())
@@ -113,7 +115,7 @@ class OverlayControls(QWidget):
         for m in methods:
             self.method_combo.addItem(METHOD_LABELS.get(m, m), m)
         self.method_combo.blockSignals(False)
-        if hasattr(self, "state"):
+        if self._ready:
             self.sync_from_state()
 
     def set_classes(self, classes: Iterable[str]) -> None:
@@ -124,7 +126,7 @@ class OverlayControls(QWidget):
         for c in classes:
             self.target_combo.addItem(c, c)
         self.target_combo.blockSignals(False)
-        if hasattr(self, "state"):
+        if self._ready:
             self.sync_from_state()
 
     def sync_from_state(self) -> None:

@@ -9,6 +9,7 @@ where along the network the student's attention forms.
 from __future__ import annotations
 
 import html
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -36,8 +37,9 @@ TEACHER_COLOR = QColor(76, 155, 232)
 STUDENT_COLOR = QColor(240, 160, 48)
 
 
-def fmt_pct(p: float | None) -> str:
-    return "–" if p is None else f"{100.0 * p:.1f} %"
+def _fig(value: float) -> str:
+    """An agreement figure with two decimals; NaN (undefined for a flat heatmap) as a dash."""
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 class ProbabilityBars(QWidget):
@@ -156,9 +158,12 @@ class PredictionsPanel(QWidget):
         if ag is None:
             self.figures.setText(f"<b>Heatmap agreement</b> ({label}): not computed")
         else:
+            note = ("<br><i>– : a heatmap is flat (the model highlights nothing), so this figure is undefined.</i>"
+                    if any(math.isnan(v) for v in (ag.pearson, ag.ssim, ag.iou_top20)) else "")
             self.figures.setText(
                 f"<b>Heatmap agreement</b> ({label})<br>"
-                f"r = {ag.pearson:.2f} &nbsp;·&nbsp; SSIM = {ag.ssim:.2f} &nbsp;·&nbsp; top-20 % IoU = {ag.iou_top20:.2f}")
+                f"r = {_fig(ag.pearson)} &nbsp;·&nbsp; SSIM = {_fig(ag.ssim)} &nbsp;·&nbsp; "
+                f"top-20 % IoU = {_fig(ag.iou_top20)}{note}")
         tiles = f" ({a.n_tiles} tiles)" if a.n_tiles > 1 else ""
         self.latency.setText(
             f"<b>Latency</b> on {html.escape(a.device)}{tiles}: "
@@ -324,3 +329,46 @@ class ModelCardDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(grid, 1)
         layout.addWidget(buttons)
+
+
+class StudyPanel(QWidget):
+    """What was opened and how it is displayed (orientation, photometric, spacing), no identifiers.
+
+    Why: a reader must know which side is the patient's right and whether gray values were
+    inverted before trusting any overlay; the readers record it, this panel shows it.
+    """
+
+    def __init__(self, state: ViewState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.text = QLabel("")
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(self.text)
+        state.events.study.connect(lambda _: self.refresh())
+        state.events.show_identifiers.connect(lambda _: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        study = self.state.study
+        if study is None:
+            self.text.setText("<i>No study open.</i>")
+            return
+        e = html.escape
+        rows = [("Kind", study.kind.value), ("Orientation", study.orientation)]
+        if self.state.show_identifiers:
+            # Exported folders and files are often named after the patient: shown with the identifiers only.
+            rows.insert(0, ("File", study.source.name))
+        if study.photometric:
+            rows.append(("Gray/colour", study.photometric))
+        if study.metadata.manufacturer:
+            rows.append(("Manufacturer", study.metadata.manufacturer))
+        if len(study.series) > 1:
+            rows.append(("Series in folder", f"{len(study.series)} (largest opened)"))
+        body = "".join(f"<tr><td style='color:#8a919c;padding-right:6px'>{e(k)}</td><td>{e(str(v))}</td></tr>"
+                       for k, v in rows)
+        warn = "".join(f"<p style='color:#ffcf7a'>⚠ {e(w)}</p>" for w in study.warnings)
+        self.text.setText(f"<table>{body}</table>{warn}")

@@ -55,7 +55,13 @@ PRESET_FULL = "Full range"
 
 #: How fast right-drag changes the window: fraction of the current width per screen pixel.
 WL_SENSITIVITY = 0.004
+ALPHA_RAMP = 0.25  # heat range over which the overlay fades in (see overlay_lut)
 CONTOUR_MAX_SIZE = 192  # the contour is traced on a heatmap no larger than this (it is smooth anyway)
+
+
+def _num(v: float) -> str:
+    """A window value as a reader expects it: whole units when large, a few digits when small."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def window_presets(study: Study | None) -> dict[str, DisplayWindow | None]:
@@ -85,16 +91,19 @@ def resolve_preset(name: str, study: Study, volume: int, slice_: int) -> Display
 
 
 def overlay_lut(colormap: str, threshold: float) -> np.ndarray:
-    """A 256-entry RGBA lookup table; heat below *threshold* is fully transparent.
+    """A 256-entry RGBA lookup table; heat below *threshold* is fully transparent, low heat faint.
 
     Why in the LUT: pyqtgraph applies it while painting, so moving the threshold slider is
     a 1 KB table change, not a pass over a multi-megapixel heatmap.
     """
     cmap = pg.colormap.get(colormap)
     lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).copy()
-    cut = int(math.ceil(threshold * 255.0))
-    if cut > 0:
-        lut[:cut, 3] = 0
+    # Alpha ramps up over the first ALPHA_RAMP of heat above the threshold: where a model does
+    # not look, the anatomy stays visible instead of being tinted by the colour map's dark end.
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    alpha = np.clip((levels - threshold) / ALPHA_RAMP, 0.0, 1.0)
+    alpha[levels < threshold] = 0.0
+    lut[:, 3] = np.round(alpha * 255.0).astype(np.uint8)
     return lut
 
 
@@ -354,10 +363,12 @@ class SyncedViewers(QWidget):
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
         self.slice_slider.setObjectName("sliceSlider")
         self.slice_value = QLabel("")
+        self.slice_value.setMinimumWidth(56)
         self.volume_label = QLabel("Volume")
         self.volume_slider = QSlider(Qt.Orientation.Horizontal)
         self.volume_slider.setObjectName("volumeSlider")
         self.volume_value = QLabel("")
+        self.volume_value.setMinimumWidth(44)
         for s in (self.slice_slider, self.volume_slider):
             s.setPageStep(1)
             s.setMinimumWidth(120)
@@ -375,7 +386,8 @@ class SyncedViewers(QWidget):
                   self.volume_value):
             nav.addWidget(w)
         nav.addStretch(1)
-        nav.addWidget(QLabel("W/L"))
+        self.wl_label = QLabel("W/L")
+        nav.addWidget(self.wl_label)
         nav.addWidget(self.preset_combo)
         nav.addWidget(self.window_label)
         nav.addWidget(self.invert_check)
@@ -421,13 +433,10 @@ class SyncedViewers(QWidget):
         self._study_shown = study
         self._use_analysis_image = False
         self._frame_default = self.state.default_window()
-        gray = study is not None and not study.is_rgb
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
         self.preset_combo.addItems(list(window_presets(study)))
         self.preset_combo.blockSignals(False)
-        for w in (self.preset_combo, self.invert_check, self.window_label):
-            w.setEnabled(gray)
         self.invert_check.blockSignals(True)
         self.invert_check.setChecked(False)
         self.invert_check.blockSignals(False)
@@ -452,6 +461,10 @@ class SyncedViewers(QWidget):
             for w in (slider, label, value):
                 w.setVisible(n > 1)
             value.setText(f"{cur + 1} / {n}")
+        # Window/level applies to gray study pixels only (not RGB, not the fMRI glass brain).
+        gray = study is not None and not study.is_rgb and not self._use_analysis_image
+        for w in (self.preset_combo, self.invert_check, self.window_label, self.wl_label):
+            w.setVisible(gray)
 
     def _on_frame(self) -> None:
         """Slice or volume changed: follow the new frame's own window unless the user set one."""
@@ -511,7 +524,7 @@ class SyncedViewers(QWidget):
 
     def _update_window_label(self) -> None:
         w = self.state.window
-        self.window_label.setText(f"C {w.center:.4g}  W {w.width:.4g}" if w is not None else "")
+        self.window_label.setText(f"C {_num(w.center)}  W {_num(w.width)}" if w is not None else "")
 
     def _on_cursor(self, cursor) -> None:
         for v in self.viewers:

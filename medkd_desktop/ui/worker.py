@@ -62,12 +62,14 @@ class _Bridge(QObject):
     startup_failed = Signal(str)
     study_loaded = Signal(int, object)  # job id, Study
     study_failed = Signal(int, object)  # job id, exception (StudyLoadError or other)
-    models_loaded = Signal(int, str, float)  # job id, task, seconds
+    models_loaded = Signal(int, str, float, object)  # job id, task, seconds, methods both models support
     models_failed = Signal(int, str)
     progress = Signal(int, float, str)  # job id, fraction (-1 unknown), step
     analysis_done = Signal(int, object, object)  # job id, Analysis, request meta
     analysis_cancelled = Signal(int)
     analysis_failed = Signal(int, str)
+    task_done = Signal(int, object)  # job id, return value of a generic task (exports)
+    task_failed = Signal(int, object)  # job id, exception
 
 
 class _Job(QRunnable):
@@ -89,9 +91,10 @@ class Worker(QObject):
     Signals (all delivered on the GUI thread):
       ``ready(engine, registry)``, ``startup_failed(message)``,
       ``study_loaded(job, study)``, ``study_failed(job, error)``,
-      ``models_loaded(job, task, seconds)``, ``models_failed(job, message)``,
+      ``models_loaded(job, task, seconds, methods)``, ``models_failed(job, message)``,
       ``progress(job, fraction, step)``, ``analysis_done(job, analysis, meta)``,
-      ``analysis_cancelled(job)``, ``analysis_failed(job, message)``, ``busy_changed(bool)``.
+      ``analysis_cancelled(job)``, ``analysis_failed(job, message)``, ``task_done(job, result)``,
+      ``task_failed(job, error)``, ``busy_changed(bool)``.
     """
 
     busy_changed = Signal(bool)
@@ -107,6 +110,7 @@ class Worker(QObject):
         self._engine_factory = engine_factory or default_engine_factory
         self.engine: Any = None
         self.registry: Any = None
+        self.methods: list[str] = []  # explanation methods the engine offers (filled at start)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._flags: dict[int, CancelFlag] = {}
@@ -118,6 +122,8 @@ class Worker(QObject):
                     self.bridge.models_failed, self.bridge.analysis_done, self.bridge.analysis_failed):
             sig.connect(self._job_finished)
         self.bridge.analysis_cancelled.connect(self._job_finished)
+        self.bridge.task_done.connect(self._job_finished)
+        self.bridge.task_failed.connect(self._job_finished)
         self.bridge.startup_failed.connect(self._job_finished)
 
     # -- bookkeeping (GUI thread) ---------------------------------------------------------
@@ -154,6 +160,9 @@ class Worker(QObject):
             try:
                 engine, registry = factory(device)
                 registry.cards  # noqa: B018 - scan the card folders here, not on the GUI thread
+                from ..inference.engine import known_methods
+
+                self.methods = list(known_methods())  # imports explain (grad-cam) here too
             except Exception as exc:  # noqa: BLE001
                 log.warning("engine start failed: %s: %s", type(exc).__name__, exc)
                 self.bridge.startup_failed.emit(f"The analysis engine could not start: {exc}")
@@ -187,16 +196,14 @@ class Worker(QObject):
         def job() -> None:
             t0 = time.perf_counter()
             try:
-                preload = getattr(self.engine, "load_pair", None) or getattr(self.engine, "preload", None)
-                if preload is not None:
-                    preload(pair)
-                else:
-                    for card in (pair.teacher, pair.student):
-                        self.registry.load(card, getattr(self.engine, "device", "cpu"))
-            except Exception as exc:  # noqa: BLE001 - ModelLoadError and friends: report, don't crash
+                teacher, student = self.engine.load_pair(pair)
+                from ..explain import list_methods
+
+                both = [m for m in list_methods(teacher) if m in set(list_methods(student))]
+            except Exception as exc:  # noqa: BLE001 - ModelUnavailableError and friends: report, don't crash
                 self.bridge.models_failed.emit(job_id, str(exc))
                 return
-            self.bridge.models_loaded.emit(job_id, pair.task, time.perf_counter() - t0)
+            self.bridge.models_loaded.emit(job_id, pair.task, time.perf_counter() - t0, both)
 
         self._submit(job)
         return job_id
@@ -238,6 +245,21 @@ class Worker(QObject):
                 with self._lock:
                     self._flags.pop(job_id, None)
             self.bridge.analysis_done.emit(job_id, analysis, request.meta)
+
+        self._submit(job)
+        return job_id
+
+    def run_task(self, fn: Callable[[], Any]) -> int:
+        """Run a plain function (an export) on the pool thread; task_done/task_failed report it."""
+        job_id = next(self._ids)
+
+        def job() -> None:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - reported to the window, which shows one sentence
+                self.bridge.task_failed.emit(job_id, exc)
+                return
+            self.bridge.task_done.emit(job_id, result)
 
         self._submit(job)
         return job_id

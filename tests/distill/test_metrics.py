@@ -38,3 +38,16 @@ def test_fast_formulas_agree_with_scikit_learn():
     assert abs(m["macro_f1"] - f1_score(y, prob.argmax(1), average="macro")) < 1e-12
     assert abs(m["auc"] - roc_auc_score(y, prob, multi_class="ovr", average="macro")) < 1e-12
     assert m["ci"] == {}
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero_and_a_better_model_is_positive():
+    from medkd_desktop.distill.metrics import paired_difference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    good = np.eye(3)[y] * 0.8 + 0.1
+    noisy = np.eye(3)[np.where(rng.random(200) < 0.7, y, (y + 1) % 3)] * 0.8 + 0.1
+    same = paired_difference(y, good, good, n_boot=200)
+    assert same["accuracy"] == 0 and same["accuracy_ci"] == [0.0, 0.0]
+    better = paired_difference(y, good, noisy, n_boot=500)
+    assert better["accuracy"] > 0.2 and better["accuracy_ci"][0] > 0

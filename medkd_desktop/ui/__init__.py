@@ -1,0 +1,1 @@
+"""The Qt review window (PySide6 + pyqtgraph). The only package that imports Qt; the core never does."""

@@ -1,0 +1,126 @@
+"""`medkd-desktop [PATH] [--task T] [--method M] [--screenshot FILE] [--device D]`.
+
+Why a screenshot mode: the docs, CI and a machine without a display (``make run`` on a server)
+need to see exactly what the window shows on a study — both overlays, the predictions panel —
+without anyone clicking. ``--screenshot`` opens PATH, runs the analysis in the worker as the
+window would, waits for it, renders the window offscreen at its default size and saves a PNG.
+
+Exit status as for ``medkd``: 0 success, 2 bad input or a failed analysis (one line
+``error: <message>`` on stderr, never a traceback), 1 for anything unexpected.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+SCREENSHOT_TIMEOUT_S = 600
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medkd-desktop",
+                                description="MedKD Desktop: teacher vs student review (research use only).")
+    p.add_argument("path", nargs="?", help="DICOM file or series folder, NIfTI, PNG/JPEG/TIFF to open")
+    p.add_argument("--task", help="model pair to use (default: proposed from the study)")
+    p.add_argument("--method", help="explanation method (gradcam, gradcam++, scorecam, layercam, ...)")
+    p.add_argument("--screenshot", metavar="FILE", help="open PATH, analyse, save a PNG of the window and exit")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the models run (default: the setting)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def load_style(app) -> None:
+    """Apply resources/style.qss when present (the app works without it)."""
+    from ..paths import RESOURCES_DIR
+
+    qss = RESOURCES_DIR / "style.qss"
+    if qss.is_file():
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+
+
+def make_app(argv: Sequence[str] | None = None):
+    from PySide6.QtWidgets import QApplication
+
+    from .settings import APPLICATION, ORGANIZATION
+
+    app = QApplication.instance() or QApplication(list(argv or [sys.argv[0]]))
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setStyle("Fusion")  # the same look on Windows, macOS and Linux; style.qss builds on it
+    load_style(app)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.screenshot:
+        if not args.path:
+            print("error: --screenshot needs a PATH to open", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        return screenshot(args)
+    app = make_app()
+    from .main_window import MainWindow
+
+    window = MainWindow(device=args.device, forced_task=args.task, method=args.method)
+    window.show()
+    if args.path:
+        window.open_path(args.path)
+    return app.exec()
+
+
+def screenshot(args: argparse.Namespace) -> int:
+    """Headless: open, analyse, render, save. Errors go to stderr with exit status 2."""
+    app = make_app()
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from .main_window import MainWindow
+    from .settings import Settings
+
+    # Never touch the user's settings (recent files) from a scripted run.
+    tmp = tempfile.TemporaryDirectory(prefix="medkd-shot-")
+    window = MainWindow(settings=Settings(Path(tmp.name) / "settings.ini"), device=args.device,
+                        forced_task=args.task, method=args.method)
+    outcome: dict[str, str] = {}
+    loop = QEventLoop()
+
+    def fail(message: str) -> None:
+        outcome.setdefault("error", message)
+        loop.quit()
+
+    window.error_sink = lambda _title, message: fail(message)
+    window.analysis_applied.connect(lambda _a: (outcome.setdefault("ok", "1"), loop.quit()))
+    window.analysis_failed.connect(fail)
+    window.open_failed.connect(fail)
+    window.show()
+    window.open_path(args.path)
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_S * 1000, lambda: fail("the analysis did not finish in time"))
+    if not outcome:
+        loop.exec()
+    try:
+        if "error" in outcome:
+            print(f"error: {outcome['error']}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for _ in range(5):  # let layouts and pyqtgraph finish painting the new overlays
+            app.processEvents()
+        out = Path(args.screenshot)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not window.grab().save(str(out), "PNG"):
+            print(f"error: could not write {out}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(str(out))
+        return 0
+    finally:
+        window.close()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,852 @@
+"""The review window: open a study, pick the model pair, compare teacher and student side by side.
+
+Why the window is a thin controller: what is shown lives in :class:`ViewState` (Qt-free), the
+pixels and heatmaps in the viewers, the heavy work in :class:`Worker`. The window wires them:
+it turns user actions (open, task change, slice change, export) into state changes and worker
+jobs, and worker results back into state. It never runs torch and never blocks on the worker.
+
+Privacy: identifiers (name, ID, birth date) appear only in the header and only while the user
+has "Show patient identifiers" on; it is off at every start and is not remembered. Nothing
+identifying is logged; status messages name the study by kind, not by file name.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..studies.errors import StudyLoadError
+from .controls import OverlayControls
+from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
+from .settings import DEVICES, Settings
+from .state import METHOD_LABELS, STRIP_METHOD, ViewState
+from .viewers import SyncedViewers
+from .worker import AnalysisRequest, Worker
+
+log = logging.getLogger(__name__)
+
+APP_TITLE = "MedKD Desktop"
+DISCLAIMER = "Research use only — not for diagnosis"
+DEFAULT_SIZE = QSize(1440, 900)
+SLICE_DEBOUNCE_MS = 200  # re-analyse a new slice once the user stops scrolling
+CACHE_SIZE = 12
+ENGINE_START_DELAY_MS = 50
+
+class MainWindow(QMainWindow):
+    """The application window.
+
+    Signals (for tests, the benchmark and the headless screenshot): ``engine_ready()``,
+    ``study_opened(study)``, ``open_failed(message)``, ``analysis_applied(analysis)``,
+    ``analysis_cancelled()``, ``analysis_failed(message)``, ``exported(kind, path)``,
+    ``export_failed(message)``.
+    """
+
+    engine_ready = Signal()
+    study_opened = Signal(object)
+    open_failed = Signal(str)
+    analysis_applied = Signal(object)
+    analysis_cancelled = Signal()
+    analysis_failed = Signal(str)
+    exported = Signal(str, str)  # kind, path
+    export_failed = Signal(str)
+
+    def __init__(self, *, settings: Settings | None = None, worker: Worker | None = None,
+                 device: str | None = None, forced_task: str | None = None, method: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.state = ViewState()
+        self.state.method = method or self.settings.method
+        self.state.colormap = self.settings.colormap
+        self.state.opacity = self.settings.opacity
+        dev = device or self.settings.device
+        self.worker = worker or Worker(self, device=dev)
+        if self.worker.parent() is None:
+            self.worker.setParent(self)
+        self.forced_task = forced_task
+        self.error_sink: Callable[[str, str], None] | None = None
+        self.pair: Any = None
+        self.pairs: dict[str, Any] = {}
+        self._load_job = 0
+        self._analysis_job = 0
+        self._analysis_key: tuple | None = None
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._exports: dict[int, str] = {}  # worker job id -> export kind
+        self._analysis_started = 0.0
+        self._slice_timer = QTimer(self)
+        self._slice_timer.setSingleShot(True)
+        self._slice_timer.setInterval(SLICE_DEBOUNCE_MS)
+        self._slice_timer.timeout.connect(self.request_analysis)
+
+        self.setWindowTitle(f"{APP_TITLE} — {DISCLAIMER}")
+        self.resize(DEFAULT_SIZE)
+        self.setMinimumSize(1024, 680)
+        self.setAcceptDrops(True)
+        self._build_ui()
+        self._build_menus()
+        self._connect()
+        self._update_header()
+        self._update_actions()
+        self._engine_started = False
+
+    # ======================================================================================
+    # construction
+    # ======================================================================================
+    def _build_ui(self) -> None:
+        s = self.state
+        # toolbar: task / model pair ----------------------------------------------------------
+        tb = QToolBar("Models")
+        tb.setObjectName("modelBar")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(16, 16))
+        self.addToolBar(tb)
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Open a DICOM file or series folder, NIfTI, PNG, JPEG or TIFF (or drop it here)")
+        tb.addWidget(self.open_button)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Task "))
+        self.task_combo = QComboBox()
+        self.task_combo.setObjectName("taskCombo")
+        self.task_combo.setMinimumWidth(170)
+        self.task_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.task_combo.addItem("Loading models…", None)
+        tb.addWidget(self.task_combo)
+        self.pair_label = QLabel("")
+        self.pair_label.setObjectName("pairLabel")
+        self.pair_label.setTextFormat(Qt.TextFormat.RichText)
+        tb.addWidget(self.pair_label)
+        self.card_button = QPushButton("Model cards…")
+        self.card_button.setEnabled(False)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        tb.addWidget(self.card_button)
+        self.privacy_button = QPushButton("Show identifiers")
+        self.privacy_button.setObjectName("privacyButton")
+        self.privacy_button.setCheckable(True)
+        self.privacy_button.setToolTip("Show the patient's name, ID and birth date in the header (off at every start)")
+        tb.addWidget(self.privacy_button)
+
+        # header + banner ----------------------------------------------------------------------
+        self.header = QLabel("")
+        self.header.setObjectName("studyHeader")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.identifiers_label = QLabel("")
+        self.identifiers_label.setObjectName("identifiers")
+        self.identifiers_label.setVisible(False)
+        self.disclaimer = QLabel(DISCLAIMER)
+        self.disclaimer.setObjectName("disclaimer")
+        head = QHBoxLayout()
+        head.setContentsMargins(8, 4, 8, 2)
+        head.addWidget(self.header, 1)
+        head.addWidget(self.identifiers_label)
+        head.addWidget(self.disclaimer)
+        self.banner = QLabel("")
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+
+        # centre: viewers + strip | side panel ------------------------------------------------
+        self.viewers = SyncedViewers(s)
+        self.strip = LayerStrip(s)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(6, 0, 0, 0)
+        lv.setSpacing(4)
+        lv.addWidget(self.viewers, 1)
+        strip_frame = QFrame()
+        strip_frame.setObjectName("stripFrame")
+        sf = QVBoxLayout(strip_frame)
+        sf.setContentsMargins(0, 0, 0, 0)
+        sf.addWidget(self.strip)
+        lv.addWidget(strip_frame)
+
+        self.controls = OverlayControls(s)
+        self.predictions = PredictionsPanel(s)
+        self.study_panel = StudyPanel(s)
+        side = QWidget()
+        side.setObjectName("sidePanel")
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(4, 0, 6, 0)
+        for title, widget in (("Predictions", self.predictions), ("Overlay", self.controls),
+                              ("Study", self.study_panel)):
+            box = QGroupBox(title)
+            bl = QVBoxLayout(box)
+            bl.setContentsMargins(2, 6, 2, 2)
+            bl.addWidget(widget)
+            sv.addWidget(box)
+        sv.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumWidth(340)
+        scroll.setMaximumWidth(440)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(scroll)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setSizes([DEFAULT_SIZE.width() - 370, 370])
+        splitter.setChildrenCollapsible(False)
+
+        central = QWidget()
+        cv = QVBoxLayout(central)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.setSpacing(2)
+        cv.addLayout(head)
+        cv.addWidget(self.banner)
+        cv.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+
+        # status bar --------------------------------------------------------------------------
+        sb = self.statusBar()
+        self.status_label = QLabel("Starting the analysis engine…")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progress")
+        self.progress.setRange(0, 100)
+        self.progress.setFixedWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setVisible(False)
+        sb.addWidget(self.status_label, 1)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.act_open = f.addAction("&Open file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        self.act_open_folder = f.addAction("Open &folder (DICOM series)…", self.open_folder_dialog,
+                                           QKeySequence("Ctrl+Shift+O"))
+        self.recent_menu = f.addMenu("Open &recent")
+        self._rebuild_recent()
+        f.addSeparator()
+        self.act_export_pdf = f.addAction("Export &PDF report…", lambda: self.export("pdf"), QKeySequence("Ctrl+E"))
+        self.act_export_png = f.addAction("Export P&NG of the view…", lambda: self.export("png"))
+        self.act_export_json = f.addAction("Export &JSON of the analysis…", lambda: self.export("json"))
+        self.act_export_dicom = f.addAction("Export &DICOM Secondary Capture…", lambda: self.export("dicom"))
+        f.addSeparator()
+        f.addAction("&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        v = mb.addMenu("&View")
+        self.act_identifiers = v.addAction("Show patient &identifiers")
+        self.act_identifiers.setCheckable(True)
+        self.act_identifiers.setShortcut(QKeySequence("Ctrl+I"))
+        v.addSeparator()
+        v.addAction("&Reset view", self.viewers.reset_view, QKeySequence("R"))
+        self.act_invert = v.addAction("&Invert gray", lambda: setattr(self.state, "invert", not self.state.invert),
+                                      QKeySequence("I"))
+        self.act_overlay = v.addAction("Show/hide &overlay",
+                                       lambda: setattr(self.state, "overlay_visible", not self.state.overlay_visible),
+                                       QKeySequence("H"))
+        v.addAction("&Contour mode", lambda: setattr(self.state, "contour", not self.state.contour), QKeySequence("C"))
+        v.addSeparator()
+        v.addAction("Next slice", lambda: self._step_slice(1), QKeySequence("PgDown"))
+        v.addAction("Previous slice", lambda: self._step_slice(-1), QKeySequence("PgUp"))
+
+        m = mb.addMenu("&Models")
+        self.act_cards = m.addAction("Model &cards…", self.show_model_cards)
+        self.act_reanalyse = m.addAction("&Analyse again", lambda: self.request_analysis(force=True), QKeySequence("F5"))
+        dev = m.addMenu("&Device (applies at next start)")
+        group = QActionGroup(self)
+        for d in DEVICES:
+            a = dev.addAction({"auto": "Automatic (GPU if present)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[d])
+            a.setCheckable(True)
+            a.setChecked(d == self.settings.device)
+            a.triggered.connect(lambda _=False, d=d: setattr(self.settings, "device", d))
+            group.addAction(a)
+
+        h = mb.addMenu("&Help")
+        h.addAction("&About", self._about)
+        for key, step in (("Up", -1), ("Down", 1)):
+            QShortcut(QKeySequence(key), self.viewers, lambda step=step: self._step_slice(step))
+
+    def _connect(self) -> None:
+        s, w, b = self.state, self.worker, self.worker.bridge
+        self.open_button.clicked.connect(self.open_file_dialog)
+        self.task_combo.activated.connect(lambda i: self.set_task(self.task_combo.itemData(i)))
+        self.card_button.clicked.connect(self.show_model_cards)
+        self.privacy_button.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
+        self.act_identifiers.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
+        self.cancel_button.clicked.connect(self.cancel_analysis)
+
+        b.ready.connect(self._on_engine_ready)
+        b.startup_failed.connect(self._on_startup_failed)
+        b.study_loaded.connect(self._on_study_loaded)
+        b.study_failed.connect(self._on_study_failed)
+        b.models_failed.connect(self._on_models_failed)
+        b.models_loaded.connect(self._on_models_loaded)
+        b.progress.connect(self._on_progress)
+        b.analysis_done.connect(self._on_analysis_done)
+        b.analysis_cancelled.connect(self._on_analysis_cancelled)
+        b.analysis_failed.connect(self._on_analysis_failed)
+        b.task_done.connect(self._on_task_done)
+        b.task_failed.connect(self._on_task_failed)
+
+        s.events.show_identifiers.connect(self._on_show_identifiers)
+        s.events.study.connect(lambda _: (self._update_header(), self._update_actions()))
+        s.events.analysis.connect(lambda _: (self._update_titles(), self._update_actions()))
+        for name in ("slice", "volume"):
+            getattr(s.events, name).connect(lambda _: self._frame_changed())
+        s.events.method.connect(lambda m: self._overlay_request_changed(method=m))
+        s.events.target.connect(lambda _: self._overlay_request_changed())
+        s.events.colormap.connect(lambda c: setattr(self.settings, "colormap", c))
+        s.events.opacity.connect(lambda o: setattr(self.settings, "opacity", o))
+
+    # ======================================================================================
+    # engine and models
+    # ======================================================================================
+    def _on_engine_ready(self, engine: Any, registry: Any) -> None:
+        self.pairs = {}
+        for task in registry.tasks():
+            try:
+                self.pairs[task] = registry.pair(task)
+            except Exception as exc:  # noqa: BLE001 - a task with a teacher but no student yet
+                log.info("task %s has no complete pair: %s", task, exc)
+        self.task_combo.blockSignals(True)
+        self.task_combo.clear()
+        if not self.pairs:
+            self.task_combo.addItem("No models installed", None)
+        from ..inference.engine import TASK_DESCRIPTIONS
+
+        for task in self.pairs:
+            self.task_combo.addItem(task, task)
+            about = TASK_DESCRIPTIONS.get(task)
+            if about:
+                self.task_combo.setItemData(self.task_combo.count() - 1, f"Trained on {about}",
+                                            Qt.ItemDataRole.ToolTipRole)
+        self.task_combo.blockSignals(False)
+        if self.worker.methods:
+            self.controls.set_methods([m for m in self.worker.methods if m != STRIP_METHOD])
+        device = getattr(engine, "device", "cpu")
+        self._status(f"Ready · models run on {device}. Open a study (Ctrl+O) or drop a file on the window.")
+        self.engine_ready.emit()
+        if self.forced_task and self.forced_task not in self.pairs:
+            self._show_banner(f"No model pair is installed for task {self.forced_task!r}; "
+                              f"installed: {', '.join(self.pairs) or 'none'}.")
+        if self.state.study is not None:
+            self._choose_task_for(self.state.study)
+
+    def _on_startup_failed(self, message: str) -> None:
+        self._status(message)
+        self.show_error("The analysis engine could not start", message)
+
+    def _on_models_loaded(self, _job: int, task: str, seconds: float, methods: list[str]) -> None:
+        """Offer only the methods both models support (attention maps need a transformer, etc.)."""
+        if self.pair is None or task != self.pair.task:
+            return
+        offered = [m for m in methods if m != STRIP_METHOD]
+        if offered:
+            self.controls.set_methods(offered)
+            if self.state.method not in offered:
+                self.state.method = "gradcam" if "gradcam" in offered else offered[0]
+        log.info("models for %s loaded in %.1f s", task, seconds)
+
+    def _on_models_failed(self, _job: int, message: str) -> None:
+        self._show_banner(message)
+        self._status("The models could not be loaded.")
+        self.analysis_failed.emit(message)
+
+    def _proposed_task(self, study) -> str | None:
+        """The engine's proposal from the study's metadata (None: nothing fits, the user chooses)."""
+        from ..inference.engine import propose_pair
+
+        try:
+            task, _warning = propose_pair(study, self.worker.registry)
+        except Exception as exc:  # noqa: BLE001 - a proposal failure must not block viewing
+            log.info("no task proposal: %s", type(exc).__name__)
+            return None
+        return task if task in self.pairs else None
+
+    def _choose_task_for(self, study) -> None:
+        """--task if given, else the engine's proposal, else the current or first pair that fits."""
+        if not self.pairs:
+            message = "No model pair is installed, so the study is shown without analysis."
+            self._show_banner(message)
+            self.analysis_failed.emit(message)
+            return
+        if self.forced_task is not None:
+            if self.forced_task not in self.pairs:
+                message = (f"No model pair is installed for task {self.forced_task!r} "
+                           f"(installed: {', '.join(self.pairs)}).")
+                self._show_banner(message)
+                self.analysis_failed.emit(message)
+                return
+            task = self.forced_task
+        else:
+            task = self._proposed_task(study) or self._fitting_task(study)
+        if task == self.state.task:
+            self._update_mismatch()
+            self.request_analysis()
+        else:
+            self.set_task(task)
+
+    def _fitting_task(self, study) -> str:
+        """Without a proposal: keep the current pair if it fits the study, else the first that does."""
+        from ..inference.engine import task_mismatch_warning
+
+        candidates = ([self.state.task] if self.state.task in self.pairs else []) + list(self.pairs)
+        for task in candidates:
+            if task_mismatch_warning(study, task) is None:
+                return task
+        return candidates[0]
+
+    def set_task(self, task: str | None) -> None:
+        """Select the model pair for *task* (from the combo, --task, or the study's proposal)."""
+        if task is None or task not in self.pairs:
+            return
+        self.pair = self.pairs[task]
+        i = self.task_combo.findData(task)
+        if i >= 0 and i != self.task_combo.currentIndex():
+            self.task_combo.blockSignals(True)
+            self.task_combo.setCurrentIndex(i)
+            self.task_combo.blockSignals(False)
+        t, st = self.pair.teacher, self.pair.student
+        self.controls.set_classes(t.classes)
+        self.pair_label.setText(
+            f"<span style='color:{TEACHER_COLOR.name()}'><b>Teacher</b></span> {html.escape(t.name or t.architecture)}"
+            f" · test acc. {self._acc(t)} &nbsp;&nbsp; <span style='color:{STUDENT_COLOR.name()}'><b>Student</b></span> "
+            f"{html.escape(st.name or st.architecture)} · test acc. {self._acc(st)}<br>"
+            f"<span style='color:#8a919c'>Classes: {html.escape(', '.join(t.classes))}</span>")
+        self.card_button.setEnabled(True)
+        self.viewers.set_use_analysis_image(bool(t.input.fmri_map))
+        self._cache.clear()
+        self.state.task = task
+        self._update_mismatch()
+        self.worker.load_models(self.pair)
+        self.request_analysis()
+
+    @staticmethod
+    def _acc(card) -> str:
+        acc = card.test_accuracy
+        return "not measured" if acc is None else f"{100 * acc:.1f} %"
+
+    def _update_mismatch(self) -> None:
+        """Warn when the chosen models were trained on another kind of image than the study."""
+        study = self.state.study
+        if study is None or self.pair is None:
+            self._show_banner("")
+            return
+        from ..inference.engine import task_mismatch_warning
+
+        warnings = [task_mismatch_warning(study, self.pair.task)]
+        if self.state.analysis is not None:
+            warnings += list(self.state.analysis.warnings)
+        unique = list(dict.fromkeys(w for w in warnings if w))
+        self._show_banner("\n".join(f"⚠ {w}" for w in unique))
+
+    def _show_banner(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    # ======================================================================================
+    # opening studies
+    # ======================================================================================
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open study", "",
+            "Studies (*.dcm *.DCM *.dicom *.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM series folder")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> None:
+        """Open a study in the background (the window stays responsive while JPEG 2000 decodes)."""
+        p = Path(path)
+        self.cancel_analysis()
+        self._open_started = time.perf_counter()
+        self._load_job = self.worker.open_study(p)
+        self._status("Opening study…")
+        self._busy(True, "Opening…")
+
+    def _on_study_loaded(self, job: int, study) -> None:
+        if job != self._load_job:
+            return
+        self._busy(False)
+        self.settings.add_recent(study.source)
+        self._rebuild_recent()
+        self._cache.clear()
+        self.state.study = study
+        log.info("opened %s study (%d frames)", study.kind.value, study.n_frames)
+        for w in study.warnings:
+            self._status(w)
+        self.study_opened.emit(study)
+        if self.worker.registry is not None:
+            self._choose_task_for(study)
+        else:
+            self._status("Study open; waiting for the analysis engine to start…")
+
+    def _on_study_failed(self, job: int, exc: Exception) -> None:
+        if job != self._load_job:
+            return
+        self._busy(False)
+        if isinstance(exc, StudyLoadError):
+            message = str(exc)
+        else:
+            message = "The study could not be opened because of an unexpected error; the log has details."
+            log.warning("unexpected error opening a study: %s", type(exc).__name__)
+        self._status("The study could not be opened.")
+        self.open_failed.emit(message)
+        self.show_error("Cannot open the study", message)
+
+    def show_error(self, title: str, message: str) -> None:
+        """A modal message with one plain sentence (no traceback: details are in the log).
+
+        ``error_sink`` replaces the dialog in headless runs (``--screenshot``), where nobody
+        could close it.
+        """
+        if self.error_sink is not None:
+            self.error_sink(title, message)
+            return
+        QMessageBox.critical(self, title, message)
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent
+        for path in recent:
+            a = self.recent_menu.addAction(Path(path).name or path)
+            a.setToolTip(path)
+            a.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", lambda: (self.settings.clear_recent(), self._rebuild_recent()))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        urls: list[QUrl] = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            event.acceptProposedAction()
+            self.open_path(urls[0].toLocalFile())
+
+    # ======================================================================================
+    # analysis
+    # ======================================================================================
+    def _current_key(self) -> tuple | None:
+        s = self.state
+        if s.study is None or self.pair is None:
+            return None
+        frame = (0, 0) if self.viewers.use_analysis_image else s.frame_index
+        return (id(s.study), self.pair.task, frame, s.method, s.target)
+
+    def _methods(self) -> list[str]:
+        return [self.state.method]  # the engine always fills the layer strip too
+
+    def request_analysis(self, force: bool = False) -> None:
+        """Analyse the shown frame with the chosen pair, method and target (cached per frame)."""
+        self._slice_timer.stop()
+        key = self._current_key()
+        if key is None or self.worker.engine is None:
+            return
+        if not force and key in self._cache:
+            self._cache.move_to_end(key)
+            self._apply(self._cache[key])
+            return
+        if not force and key == self._analysis_key and self.worker.busy:
+            return  # this very analysis is already running
+        s = self.state
+        self.state.analysis = None
+        self._analysis_key = key
+        self._analysis_started = time.perf_counter()
+        slice_ = None if self.viewers.use_analysis_image else s.slice
+        volume = 0 if self.viewers.use_analysis_image else s.volume
+        req = AnalysisRequest(s.study, self.pair, self._methods(), target=s.target, volume=volume, slice_=slice_,
+                              meta={"key": key})
+        self._analysis_job = self.worker.analyze(req)
+        for v in self.viewers.viewers:
+            v.set_placeholder("")
+        self._status(f"Analysing with {METHOD_LABELS.get(s.method, s.method)}…")
+        self._busy(True, "Analysing…", cancellable=True)
+
+    def _frame_changed(self) -> None:
+        if self.viewers.use_analysis_image:
+            return  # the fMRI models read the whole map; the slice does not change their input
+        key = self._current_key()
+        if key is not None and key in self._cache:
+            self._apply(self._cache[key])
+        else:
+            self.state.analysis = None
+            self._slice_timer.start()
+
+    def _overlay_request_changed(self, method: str | None = None) -> None:
+        if method:
+            self.settings.method = method
+        self.request_analysis()
+
+    def _on_progress(self, job: int, fraction: float, step: str) -> None:
+        if job != self._analysis_job:
+            return
+        if fraction >= 0:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(int(round(100 * fraction)))
+        else:
+            self.progress.setRange(0, 0)  # busy indicator
+        if step:
+            self.progress.setFormat(f"{step} %p%" if fraction >= 0 else step)
+
+    def _on_analysis_done(self, job: int, analysis, meta: dict) -> None:
+        key = meta.get("key")
+        if not self.worker.is_current(job):
+            # Superseded or cancelled: never applied. A result that raced past the user's Cancel
+            # is reported as the cancellation it is.
+            if job == self._analysis_job:
+                self._on_analysis_cancelled(job)
+            return
+        self._busy(False)
+        if key is not None:
+            self._cache[key] = analysis
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        if key != self._current_key():
+            return  # the user moved on while it ran; the slice timer asks for the new frame
+        self._apply(analysis)
+        ms = (time.perf_counter() - self._analysis_started) * 1000.0
+        self._status(f"Analysis done in {ms:.0f} ms on {analysis.device}"
+                     + (f" · {analysis.n_tiles} tiles" if analysis.n_tiles > 1 else ""))
+
+    def _apply(self, analysis) -> None:
+        self.state.analysis = analysis
+        self._update_mismatch()  # the banner also carries the analysis' own warnings
+        self.analysis_applied.emit(analysis)
+
+    def _on_analysis_cancelled(self, job: int) -> None:
+        if job != self._analysis_job:
+            return
+        self._busy(False)
+        self._status("Analysis cancelled.")
+        self.analysis_cancelled.emit()
+
+    def _on_analysis_failed(self, job: int, message: str) -> None:
+        if job != self._analysis_job:
+            return
+        self._busy(False)
+        self._status(f"Analysis failed: {message}")
+        self.analysis_failed.emit(message)
+
+    def cancel_analysis(self) -> None:
+        self._slice_timer.stop()
+        if self._analysis_job:
+            self.worker.cancel()
+            self._analysis_key = None
+            self.cancel_button.setEnabled(False)
+            self._status("Cancelling…")
+
+    def _busy(self, on: bool, text: str = "", *, cancellable: bool = False) -> None:
+        self.progress.setVisible(on)
+        self.cancel_button.setVisible(on and cancellable)
+        self.cancel_button.setEnabled(on and cancellable)
+        if on:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(text)
+
+    def _status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def _step_slice(self, step: int) -> None:
+        if self.state.study is not None and not self.viewers.use_analysis_image:
+            self.state.slice = self.state.slice + step
+
+    # ======================================================================================
+    # header, titles, privacy
+    # ======================================================================================
+    def _update_header(self) -> None:
+        study = self.state.study
+        if study is None:
+            self.header.setText("<b>No study open</b>")
+            self._on_show_identifiers(self.state.show_identifiers)
+            return
+        md = study.metadata
+        parts = [f"<b>{html.escape(study.modality or 'unknown modality')}</b>"]
+        for value in (md.body_part, md.view_position, md.series_description):
+            if value:
+                parts.append(html.escape(value))
+        shape = study.shape
+        parts.append(f"{shape[1]} × {shape[0]} px" + (" RGB" if study.is_rgb else ""))
+        if study.n_frames > 1:
+            parts.append(f"{study.n_volumes} vol × {study.n_slices} slices" if study.n_volumes > 1
+                         else f"{study.n_slices} slices")
+        if study.pixel_spacing:
+            parts.append(f"{study.pixel_spacing[1]:g} × {study.pixel_spacing[0]:g} mm")
+        if study.tiles is not None:
+            parts.append(f"{study.tiles.n_rows} × {study.tiles.n_cols} tiles")
+        parts.append(html.escape(study.kind.value))
+        self.header.setText(" · ".join(parts))
+        self.header.setToolTip(study.orientation)
+        self._on_show_identifiers(self.state.show_identifiers)
+
+    def _on_show_identifiers(self, on: bool) -> None:
+        for w in (self.privacy_button, self.act_identifiers):
+            w.blockSignals(True)
+            w.setChecked(on)
+            w.blockSignals(False)
+        self.privacy_button.setText("Hide identifiers" if on else "Show identifiers")
+        study = self.state.study
+        ids = None if study is None else study.identifiers
+        if not on or ids is None:
+            self.identifiers_label.setText("")
+            self.identifiers_label.setVisible(False)
+            return
+        fields = [("Patient", ids.name), ("ID", ids.patient_id), ("Born", ids.birth_date)]
+        text = " · ".join(f"{k}: <b>{html.escape(v)}</b>" for k, v in fields if v) or "No identifiers in this study"
+        self.identifiers_label.setText(text)
+        self.identifiers_label.setVisible(True)
+
+    def _update_titles(self) -> None:
+        a = self.state.analysis
+        for viewer, role, color in ((self.viewers.teacher, "teacher", TEACHER_COLOR),
+                                    (self.viewers.student, "student", STUDENT_COLOR)):
+            card = None if self.pair is None else getattr(self.pair, role)
+            name = html.escape((card.name or card.architecture) if card else "")
+            text = f"<span style='color:{color.name()}'><b>{role.capitalize()}</b></span> {name}"
+            if a is not None:
+                r = getattr(a, role)
+                text += (f" &nbsp;→&nbsp; <b>{html.escape(r.predicted)}</b> "
+                         f"{100 * float(r.probabilities[r.predicted_index]):.1f} %")
+            viewer.title.setText(text)
+
+    def _update_actions(self) -> None:
+        has = self.state.analysis is not None
+        study = self.state.study
+        for a in (self.act_export_pdf, self.act_export_json, self.act_export_png):
+            a.setEnabled(has)
+        self.act_export_dicom.setEnabled(has and study is not None and study.kind.value.startswith("dicom"))
+
+    def _about(self) -> None:
+        QMessageBox.about(self, f"About {APP_TITLE}",
+                          f"<b>{APP_TITLE}</b><p>Compares a compact distilled student model with its teacher, "
+                          f"with synchronized explanation heatmaps.</p><p><b>{DISCLAIMER}.</b></p>")
+
+    def show_model_cards(self) -> None:
+        if self.pair is None:
+            return
+        ModelCardDialog([self.pair.teacher, self.pair.student], self).exec()
+
+    # ======================================================================================
+    # export
+    # ======================================================================================
+    def export(self, kind: str, path: str | Path | None = None) -> int | None:
+        """Export the shown analysis as pdf, png, json or dicom; *path* skips the file dialog.
+
+        The PNG is the view as shown (a Qt grab, so it needs the GUI thread and is instant);
+        PDF, JSON and DICOM are written by ``report/`` on the worker thread, the same files
+        ``medkd analyze`` writes, drawn with the overlay settings now on screen. Returns the
+        worker job id (None for the PNG or when nothing was exported); ``exported(kind, path)``
+        or ``export_failed(message)`` follows.
+        """
+        a, study, s = self.state.analysis, self.state.study, self.state
+        if a is None or study is None or self.pair is None:
+            return None
+        suffix = {"pdf": ".pdf", "png": ".png", "json": ".json", "dicom": ".dcm"}[kind]
+        if path is None:
+            stem = f"medkd-{a.task}-{s.method.replace('+', 'p')}"
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", stem + suffix)
+            if not chosen:
+                return None
+            path = chosen
+        out = Path(path)
+        if kind == "png":
+            if self.grab_view().save(str(out), "PNG"):
+                self._export_finished(kind, out)
+            else:
+                self._export_error(kind, OSError(f"could not write {out.name}"))
+            return None
+        from ..report import OverlayStyle, export_dicom_sc, export_json, export_pdf
+
+        style = OverlayStyle(colormap=s.colormap, opacity=s.opacity, threshold=s.threshold)
+        method, pair, show_ids = s.method, self.pair, s.show_identifiers
+        writers = {
+            "pdf": lambda: export_pdf(a, study, pair, out, method, show_identifiers=show_ids, style=style),
+            "json": lambda: export_json(a, study, out),
+            "dicom": lambda: export_dicom_sc(a, study, out, method, style=style),
+        }
+        job = self.worker.run_task(writers[kind])
+        self._exports[job] = kind
+        self._status(f"Writing the {kind.upper()} file…")
+        return job
+
+    def _on_task_done(self, job: int, result: Any) -> None:
+        kind = self._exports.pop(job, None)
+        if kind is not None:
+            self._export_finished(kind, Path(result))
+
+    def _on_task_failed(self, job: int, exc: Exception) -> None:
+        kind = self._exports.pop(job, None)
+        if kind is not None:
+            self._export_error(kind, exc)
+
+    def _export_finished(self, kind: str, path: Path) -> None:
+        self._status(f"Exported {kind.upper()}: {path.name}")
+        self.exported.emit(kind, str(path))
+
+    def _export_error(self, kind: str, exc: Exception) -> None:
+        from ..report import ReportError
+
+        if isinstance(exc, ReportError):
+            message = str(exc)
+        else:
+            log.warning("export %s failed: %s", kind, type(exc).__name__)  # the text may hold the path
+            message = f"The {kind.upper()} file could not be written; the log has details."
+        self._status("Export failed.")
+        self.export_failed.emit(message)
+        self.show_error("Export failed", message)
+
+    def grab_view(self):
+        """The viewers as shown (both overlays, window/level, zoom) as a QPixmap."""
+        return self.viewers.grab()
+
+    # ======================================================================================
+    def showEvent(self, event) -> None:  # noqa: N802
+        """Start the engine (torch import, card scan) just after the window first appears.
+
+        Importing torch in the worker thread still competes with the GUI thread for the
+        interpreter; starting it a moment after the first paint lets the window appear at once.
+        """
+        super().showEvent(event)
+        if not self._engine_started:
+            QTimer.singleShot(ENGINE_START_DELAY_MS, self.start_engine)
+
+    def start_engine(self) -> None:
+        if not self._engine_started:
+            self._engine_started = True
+            self.worker.start()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.worker.shutdown(3000)
+        self.settings.sync()
+        super().closeEvent(event)
