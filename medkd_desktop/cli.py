@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,11 @@ def _analysis_device(requested: str | None) -> str | None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
+    from .studies import StudyKind, open_study
+
+    study = open_study(args.path, series_uid=args.series)  # before torch is imported: bad files fail fast
+    device = _analysis_device(args.device)
+
     from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError, propose_pair
     from .models.registry import ModelRegistry
     from .models.weights import ModelLoadError
@@ -194,10 +200,7 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
         export_pdf,
         export_png,
     )
-    from .studies import StudyKind, open_study
 
-    device = _analysis_device(args.device)
-    study = open_study(args.path, series_uid=args.series)
     registry = ModelRegistry()
     task, warning = propose_pair(study, registry, args.task)
     if task is None:
@@ -215,7 +218,8 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     engine = Engine(registry, device)
     try:
         pair = registry.pair(task)
-        analysis = engine.analyze(study, pair, [args.method], target=args.target, volume=volume, slice_=slice_)
+        analysis = engine.analyze(study, pair, [args.method], target=args.target, volume=volume, slice_=slice_,
+                                  strip=False)  # the layer strip is a GUI view; no export shows it
     except (IncompatibleStudyError, ModelUnavailableError) as exc:
         raise UserError(str(exc)) from None
     except ModelLoadError as exc:  # registry.pair: no teacher or student installed for the task
@@ -450,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        warnings.simplefilter("ignore")  # library warnings are for developers (-v shows them)
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

@@ -55,3 +55,13 @@ def test_bench_load_prints_medians(tmp_path):
     assert "dicom_series_ge_epi_150_files" in timed and timed["dicom_series_ge_epi_150_files"]["n_frames"] == 150
     assert all(v["median_ms"] > 0 for v in timed.values())
     assert not any("error" in v for v in results.values())
+
+
+def test_truncated_dicom_gives_one_line_without_the_path(tmp_path):
+    src = shared_path("dicom/chest/cr_chest_pa_siim_nih_jpeg_baseline.dcm").read_bytes()
+    bad = tmp_path / "Doe^Jane_chest.dcm"  # file names can hold patient names
+    bad.write_bytes(src[: len(src) // 2])
+    out = run("info", bad)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
+    assert "Doe" not in out.stderr

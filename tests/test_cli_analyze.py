@@ -18,6 +18,7 @@ from medkd_desktop.models.weights import save_weights
 
 MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]
 TASKS = {"cxr-covid": ["covid", "pneumonia", "normal"],
+         "brain-tumor-mri": ["glioma", "meningioma", "notumor", "pituitary"],
          "histo-lc25000": ["lung_aca", "lung_scc", "lung_n", "colon_aca", "colon_n"]}
 
 
@@ -43,46 +44,43 @@ def run(model_dir, *args):
     return subprocess.run([*MEDKD, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_analyze_a_chest_dicom_writes_every_file_and_prints_json(model_dir, tmp_path):
-    out = run(model_dir, "analyze", SAMPLES / "chest_xray_cr_pa_nema.dcm", "--task", "cxr-covid",
-              "--method", "gradcam++", "--out", tmp_path / "out", "--json", "--device", "cpu")
+def test_analyze_a_dicom_series_writes_every_file_and_prints_json(model_dir, tmp_path):
+    # No --task: the MR modality proposes the brain MR pair; the middle slice is analysed.
+    out = run(model_dir, "analyze", SAMPLES / "mr_brain_epi_mosaic_series", "--method", "gradcam++",
+              "--out", tmp_path / "out", "--json", "--device", "cpu")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["task"] == "cxr-covid"
+    assert result["task"] == "brain-tumor-mri" and result["frame_index"] == [0, 17]
     for role in ("teacher", "student"):
         r = result[role]
-        assert set(r["probabilities"]) == set(TASKS["cxr-covid"])
+        assert set(r["probabilities"]) == set(TASKS["brain-tumor-mri"])
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-6
-        assert r["predicted"] in TASKS["cxr-covid"] and r["latency_ms"] > 0
+        assert r["predicted"] in TASKS["brain-tumor-mri"] and r["latency_ms"] > 0
     assert {"pearson", "ssim", "iou_top20"} <= result["agreement"]["gradcam++"].keys()
     assert set(result["files"]) == {"png", "pdf", "json", "dicom"}
     for path in result["files"].values():
         assert os.path.getsize(path) > 1000
     assert json.loads(open(result["files"]["json"]).read())["teacher"] == result["teacher"]
-    assert pydicom.dcmread(result["files"]["dicom"]).SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
-    assert "RG1" not in out.stdout + out.stderr  # patient name and ID stay out of the output
+    sc = pydicom.dcmread(result["files"]["dicom"])
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.StudyInstanceUID == result["study"]["metadata"]["study_uid"]
+    patient = str(sc.PatientName)
+    assert patient and patient not in out.stdout + out.stderr  # the patient name stays out of the output
 
 
-def test_without_task_the_proposed_pair_is_used_and_no_pdf_is_skipped(model_dir, tmp_path):
-    out = run(model_dir, "analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--out", tmp_path,
-              "--no-pdf", "--method", "eigencam")
+def test_a_mismatched_task_warns_but_runs_and_no_pdf_skips_the_report(model_dir, tmp_path):
+    out = run(model_dir, "analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--task", "cxr-covid",
+              "--out", tmp_path, "--no-pdf", "--method", "eigencam")
     assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("warning: This is a histology study") and "chest radiographs" in out.stderr
     assert "teacher:" in out.stdout and "student:" in out.stdout and "agreement:" in out.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "overlay_eigencam.png"]
-    assert json.loads((tmp_path / "analysis.json").read_text())["task"] == "histo-lc25000"
-
-
-def test_a_mismatched_task_warns_but_runs(model_dir, tmp_path):
-    out = run(model_dir, "analyze", SAMPLES / "mr_brain_epi_mosaic_series", "--task", "cxr-covid",
-              "--out", tmp_path, "--no-pdf", "--method", "eigencam", "--json")
-    assert out.returncode == 0, out.stderr
-    assert out.stderr.startswith("warning: This is a MR study") and "chest radiographs" in out.stderr
-    assert any("chest radiographs" in w for w in json.loads(out.stdout)["warnings"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "overlay_eigencam.png"]  # no DICOM input
+    saved = json.loads((tmp_path / "analysis.json").read_text())
+    assert saved["task"] == "cxr-covid" and any("chest radiographs" in w for w in saved["warnings"])
 
 
 @pytest.mark.parametrize("args, message", [
-    (["analyze", SAMPLES / "chest_xray_covid_hannover.jpg"], "choose a task"),  # grey JPEG: modality unknown
-    (["analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--method", "magic"], "Unknown explanation method"),
+    # A grey JPEG carries no modality: nothing is proposed and the installed tasks are listed.
+    (["analyze", SAMPLES / "chest_xray_covid_hannover.jpg"], "choose a task (brain-tumor-mri, cxr-covid, histo-lc25000"),
     (["analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--target", "melanoma"], "no class 'melanoma'"),
     (["analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--task", "nope"], "No models are installed for task 'nope'"),
 ])
@@ -91,12 +89,12 @@ def test_bad_requests_exit_2_with_one_line(model_dir, tmp_path, args, message):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-    assert "cxr-covid" in lines[0] or "choose a task" not in message  # the message lists the installed tasks
-    assert "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_a_corrupt_study_exits_2(model_dir, tmp_path):
-    bad = tmp_path / "broken.dcm"
-    bad.write_bytes((SAMPLES / "chest_xray_cr_pa_nema.dcm").read_bytes()[:5000])
-    out = run(model_dir, "analyze", bad, "--task", "cxr-covid", "--out", tmp_path / "o")
+def test_a_file_that_is_not_a_study_exits_2(model_dir, tmp_path):
+    bad = tmp_path / "study.dcm"
+    bad.write_bytes(b"not a medical image at all" * 10)
+    out = run(model_dir, "analyze", bad, "--out", tmp_path / "o")
     assert out.returncode == 2 and out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()

@@ -117,6 +117,7 @@ class ExplainerInfo:
     needs_grad: bool
     supports: Callable[[nn.Module], bool]
     summary: str
+    card_opts: Callable[[Any], dict[str, Any]] | None = None
 
 
 _EXPLAINERS: dict[str, ExplainerInfo] = {}
@@ -129,11 +130,13 @@ def register_explainer(
     layers: LayerRule,
     needs_grad: bool = False,
     supports: Callable[[nn.Module], bool] | None = None,
+    card_opts: Callable[[Any], dict[str, Any]] | None = None,
 ) -> Callable[[ExplainFn], ExplainFn]:
     """Decorator: make ``fn`` callable as ``explain(model, x, name)``.
 
     ``supports(model)`` says whether the method applies (``attention`` needs attention layers);
-    ``needs_grad`` makes ``explain`` run it with autograd on, even inside ``inference_mode``.
+    ``needs_grad`` makes ``explain`` run it with autograd on, even inside ``inference_mode``;
+    ``card_opts(card)`` gives default options read from the model card (caller's opts win).
     """
 
     def deco(fn: ExplainFn) -> ExplainFn:
@@ -141,7 +144,7 @@ def register_explainer(
             raise ValueError(f"explainer {name!r} is already registered")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
         _EXPLAINERS[name] = ExplainerInfo(
-            name, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary
+            name, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary, card_opts
         )
         return fn
 
@@ -340,6 +343,8 @@ def explain(
     if target is not None and (target < 0 or (n_classes is not None and target >= n_classes)):
         raise ExplainError(f"Class {target} does not exist for this model ({n_classes} classes).")
     names = list(layers) if layers else target_layers(model, method, card)
+    if card is not None and info.card_opts is not None:
+        opts = {**info.card_opts(card), **opts}
     try:
         device = next(model.parameters()).device
     except StopIteration:
@@ -349,7 +354,7 @@ def explain(
         # A clone made outside inference mode: inputs created under inference_mode cannot
         # take part in the backward pass the gradient methods need.
         x = x.detach().to(device, torch.float32).clone()
-        grad_ctx = torch.enable_grad() if info.needs_grad else torch.no_grad()
+        grad_ctx = torch.enable_grad() if info.needs_grad else torch.inference_mode()
         t0 = time.perf_counter()
         with grad_ctx:
             try:
@@ -359,6 +364,8 @@ def explain(
         heat = _finish(raw.map, size, raw.normalized, raw.interpolation)
         stages = [_finish(m, size, raw.normalized, raw.interpolation) for _, m in raw.stages]
         seconds = time.perf_counter() - t0
+    if raw.logits is not None and target is not None and target >= raw.logits.shape[-1]:
+        raise ExplainError(f"Class {target} does not exist for this model ({raw.logits.shape[-1]} classes).")
     predicted = int(raw.logits.argmax(dim=-1)[0]) if raw.logits is not None else None
     used = raw.target if raw.target is not None else target
     if used is None:

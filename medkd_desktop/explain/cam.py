@@ -13,28 +13,29 @@ it:
   at one layer, nothing below it. Parameters are frozen for the call and the target layer's
   output is re-rooted as a leaf that requires grad, so autograd runs from the logits down to
   that layer and stops: no weight gradients, no input gradient, no ``.grad`` left on the
-  model. Measured single-threaded: CNN5 at 1x128 Grad-CAM 87 ms -> see the module report;
-  the gradients at the layer are exactly the library's (the layer's output values are the same,
-  only the graph above it is dropped).
-* **Score-CAM batch size from a measured CPU rule** (``scorecam_batch_size``), and no tqdm
+  model. The gradients at the layer are exactly the library's (the layer's output values are
+  the same; only the graph below it is dropped), so the maps are identical, and cheaper.
+* **Score-CAM batch size measured on the machine** (``tuned_batch_size``), and no tqdm
   progress bar on stderr (Score-CAM calls ``tqdm`` on every explanation).
 * **Eigen-CAM oriented.** The first principal component's sign is arbitrary (SVD), so the raw
   Eigen-CAM lights the background for about half of all inputs; the projection is flipped
   where it anti-correlates with the activation strength.
+* **Imported on first use.** ``import pytorch_grad_cam`` pulls in torchvision's model zoo,
+  scikit-learn and OpenCV (seconds at start-up); the app, the CLI's argument errors and the
+  non-CAM methods do not wait for it.
 """
 from __future__ import annotations
 
+import functools
+import math
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pytorch_grad_cam.score_cam as _score_cam_module
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from torch import Tensor, nn
 
 from ..models.hooks import capture_outputs
@@ -51,30 +52,30 @@ class _NoProgressBar:
         return iterable
 
 
-_score_cam_module.tqdm = _NoProgressBar  # type: ignore[assignment]
+#: Score-CAM runs one forward pass per channel of the target layer (576 for MobileNetV3-Small,
+#: 1024 for DenseNet-121), in batches of masked inputs. Whether batching pays on a CPU depends
+#: on the model: measured single-threaded on this project's machine, per-image forward time
+#: MobileNetV3-Small 3x128: 20.0 ms at batch 1, 6.9 at 16, 5.8 at 64, 7.0 at 128 (per-call
+#: Python/hook overhead dominates a light model); CNN5 1x128: 40.8 / 35.4 (4) / 38.5 (8) /
+#: 46.0 (16); the HDKD student 3x128: 36.2 / 43.2 (4) / 74 (16) (wide expanded activations
+#: make big batches memory-bound). No fixed batch size suits all, so the batch is *measured*:
+#: on first use per (model, input shape, thread count) the forward pass is timed at growing
+#: batch sizes, stopping when the time per image no longer drops by 10 %, and the winner is
+#: cached for that model.
+BATCH_CANDIDATES = (1, 4, 16, 64)
+#: Memory guard: a batch's largest stage output may hold at most this many values (128 MB).
+MAX_BATCH_STAGE_VALUES = 32 << 20
+_batch_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-#: Score-CAM runs one forward pass per channel of the target layer, in batches of masked
-#: inputs. On CPU a batch helps while it amortises per-call overhead (Python, hooks, small
-#: kernels) and hurts once the batch's activations fall out of cache: measured single-threaded,
-#: MobileNetV3-Small at 3x128 (largest stage 65 k values per image) kept gaining up to 64-128
-#: images, DenseNet-121 (262 k) peaked near 32-64, CNN5 at 1x128 (524 k) near 16 and got
-#: *slower* at 64. So the batch is sized by the model's largest stage activation per image:
-#: about 8 M values (32 MB float32) per batch, a power of two between 8 and 128.
-SCORECAM_VALUES_PER_BATCH = 8 << 20
-SCORECAM_MIN_BATCH, SCORECAM_MAX_BATCH = 8, 128
-
-
-def scorecam_batch_size(largest_stage_values: int) -> int:
-    """Images per Score-CAM forward pass, given the model's largest stage output per image."""
-    b = SCORECAM_VALUES_PER_BATCH // max(int(largest_stage_values), 1)
-    b = 1 << max(int(b).bit_length() - 1, 0)  # a power of two, rounded down
-    return int(min(max(b, SCORECAM_MIN_BATCH), SCORECAM_MAX_BATCH))
+def scorecam_batch_size(largest_stage_values: int, candidates: tuple[int, ...] = BATCH_CANDIDATES) -> int:
+    """The largest candidate batch whose largest stage output fits the memory guard."""
+    fitting = [b for b in candidates if b * max(int(largest_stage_values), 1) <= MAX_BATCH_STAGE_VALUES]
+    return max(fitting) if fitting else 1
 
 
 def largest_stage_values(model: nn.Module, x: Tensor) -> int:
-    """Values per image of the model's largest stage output, measured by one forward pass
-    (well under 1 % of a Score-CAM call, which runs one pass per channel)."""
+    """Values per image of the model's largest stage output, measured by one forward pass."""
     names = list(getattr(model, "stage_names", []) or [])
     if not names:
         return int(x[0].numel())
@@ -83,42 +84,85 @@ def largest_stage_values(model: nn.Module, x: Tensor) -> int:
     return max(int(f[0].numel()) for f in feats if f is not None)
 
 
-class BatchedScoreCAM(ScoreCAM):
-    """pytorch-grad-cam's ScoreCAM with the batch size set per call (it reads ``self.batch_size``)."""
+def tuned_batch_size(model: nn.Module, x: Tensor) -> int:
+    """Score-CAM's batch size for *model* on inputs shaped like *x*, measured once and cached.
 
-    def __init__(self, model: nn.Module, target_layers: list[nn.Module], reshape_transform=None, batch_size: int = 16) -> None:
-        super().__init__(model, target_layers, reshape_transform=reshape_transform)
-        self.batch_size = int(batch_size)
-
-
-class OrientedEigenCAM(EigenCAM):
-    """Eigen-CAM whose projection points toward the strongly activated positions.
-
-    Overrides the one function that computes the map: the library's projection, then a sign
-    chosen so that the map correlates positively with the mean absolute activation.
+    Costs at most 2 x (1 + 4 + 16 + 64) = 170 image forward passes on first use (a third of
+    one MobileNetV3 Score-CAM, less for models that stop early); later calls reuse the result.
     """
+    key = (tuple(x.shape[1:]), torch.get_num_threads(), str(x.device))
+    per_model = _batch_cache.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+    limit = scorecam_batch_size(largest_stage_values(model, x))
+    best, best_per_image = 1, math.inf
+    for b in (c for c in BATCH_CANDIDATES if c <= limit):
+        batch = x.expand(b, *x.shape[1:]).contiguous()
+        model(batch)  # the first pass at a new shape pays allocation and kernel set-up
+        t0 = time.perf_counter()
+        model(batch)
+        per_image = (time.perf_counter() - t0) / b
+        if per_image > 0.9 * best_per_image:
+            break
+        best, best_per_image = b, per_image
+    per_model[key] = best
+    return best
 
-    def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):  # noqa: D102
-        proj = get_2d_projection(activations)
-        strength = np.abs(activations).mean(axis=1)
-        for i in range(proj.shape[0]):
-            p, s = proj[i].ravel(), strength[i].ravel()
-            if p.std() > 0 and s.std() > 0 and np.corrcoef(p, s)[0, 1] < 0:
-                proj[i] = -proj[i]
-        return proj
+
+#: The CAMs that back-propagate (the others only run forward passes).
+GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "layercam"})
+
+
+@functools.cache
+def cam_classes() -> dict[str, type]:
+    """The pytorch-grad-cam class behind each method name, imported on first use.
+
+    Two are small subclasses, each overriding one thing: Score-CAM's batch size (the library
+    reads ``self.batch_size``) and Eigen-CAM's sign (``get_cam_image``: the library's
+    projection, then the sign that correlates positively with mean absolute activation).
+    """
+    import pytorch_grad_cam
+    import pytorch_grad_cam.score_cam as score_cam_module
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    score_cam_module.tqdm = _NoProgressBar  # type: ignore[attr-defined]
+
+    class BatchedScoreCAM(pytorch_grad_cam.ScoreCAM):
+        def __init__(self, model: nn.Module, target_layers: list[nn.Module], reshape_transform=None,
+                     batch_size: int = 16) -> None:
+            super().__init__(model, target_layers, reshape_transform=reshape_transform)
+            self.batch_size = int(batch_size)
+
+    class OrientedEigenCAM(pytorch_grad_cam.EigenCAM):
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            proj = get_2d_projection(activations)
+            strength = np.abs(activations).mean(axis=1)
+            for i in range(proj.shape[0]):
+                p, s = proj[i].ravel(), strength[i].ravel()
+                if p.std() > 0 and s.std() > 0 and np.corrcoef(p, s)[0, 1] < 0:
+                    proj[i] = -proj[i]
+            return proj
+
+    return {
+        "gradcam": pytorch_grad_cam.GradCAM,
+        "gradcam++": pytorch_grad_cam.GradCAMPlusPlus,
+        "scorecam": BatchedScoreCAM,
+        "layercam": pytorch_grad_cam.LayerCAM,
+        "eigencam": OrientedEigenCAM,
+    }
 
 
 @contextmanager
-def _released(cam: BaseCAM) -> Iterator[BaseCAM]:
+def _released(cam: Any) -> Iterator[Any]:
     try:
         yield cam
     finally:
-        pass  # MUTATION
+        cam.activations_and_grads.release()
         cam.outputs = None  # drop the retained graph now, not at garbage collection
 
 
 @contextmanager
-def _backward_stops_at(model: nn.Module, modules: list[nn.Module]) -> Iterator[None]:
+def _backward_stops_at(model: nn.Module, modules: list[nn.Module], uses_gradients: bool) -> Iterator[None]:
     """Freeze the parameters; with one target layer, make its output a grad-requiring leaf.
 
     The hook is registered before the CAM's own hooks, so they see (and take gradients of)
@@ -130,7 +174,7 @@ def _backward_stops_at(model: nn.Module, modules: list[nn.Module]) -> Iterator[N
     for p in frozen:
         p.requires_grad_(False)
     try:
-        if len(modules) == 1:
+        if uses_gradients and len(modules) == 1:
             handles.append(modules[0].register_forward_hook(lambda _m, _i, out: out.detach().requires_grad_(True)))
         yield
     finally:
@@ -140,14 +184,17 @@ def _backward_stops_at(model: nn.Module, modules: list[nn.Module]) -> Iterator[N
             p.requires_grad_(True)
 
 
-def run_cam(
-    cam_cls: type[BaseCAM], model: nn.Module, x: Tensor, target: int | None, layers: list[str], **cam_kwargs: Any
-) -> RawMap:
-    """Run one pytorch-grad-cam class on (1, C, H, W) *x* and hand back its [0, 1] map."""
+def run_cam(method: str, model: nn.Module, x: Tensor, target: int | None, layers: list[str], **cam_kwargs: Any) -> RawMap:
+    """Run *method*'s pytorch-grad-cam class on (1, C, H, W) *x* and hand back its [0, 1] map."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_cls = cam_classes()[method]
     modules = resolve_modules(model, layers)
     reshape = getattr(model, "reshape_transform", None)
     targets = None if target is None else [ClassifierOutputTarget(int(target))]
-    with _backward_stops_at(model, modules), _released(cam_cls(model, modules, reshape_transform=reshape, **cam_kwargs)) as cam:
+    uses_gradients = method in GRADIENT_METHODS
+    with _backward_stops_at(model, modules, uses_gradients), \
+            _released(cam_cls(model, modules, reshape_transform=reshape, **cam_kwargs)) as cam:
         if cam.uses_gradients and len(modules) > 1:
             cam.compute_input_gradient = True
         grayscale = cam(input_tensor=x, targets=targets)
@@ -159,29 +206,29 @@ def run_cam(
 @register_explainer("gradcam", class_specific=True, layers="last", needs_grad=True)
 def gradcam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM: channel weights = spatially averaged gradients of the class score."""
-    return run_cam(GradCAM, model, x, target, layers)
+    return run_cam("gradcam", model, x, target, layers)
 
 
 @register_explainer("gradcam++", class_specific=True, layers="last", needs_grad=True)
 def gradcam_plusplus(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM++: higher-order gradient weights, better for several instances of a finding."""
-    return run_cam(GradCAMPlusPlus, model, x, target, layers)
+    return run_cam("gradcam++", model, x, target, layers)
 
 
 @register_explainer("scorecam", class_specific=True, layers="last")
 def scorecam(model: nn.Module, x: Tensor, target: int | None, layers: list[str], batch_size: int | None = None) -> RawMap:
     """Score-CAM (001): each channel weighted by the class score of the image masked by it."""
-    b = int(batch_size) if batch_size else scorecam_batch_size(largest_stage_values(model, x))
-    return run_cam(BatchedScoreCAM, model, x, target, layers, batch_size=b)
+    b = int(batch_size) if batch_size else tuned_batch_size(model, x)
+    return run_cam("scorecam", model, x, target, layers, batch_size=b)
 
 
 @register_explainer("layercam", class_specific=True, layers="last", needs_grad=True)
 def layercam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Layer-CAM: positive gradients weight each position separately (finer than Grad-CAM)."""
-    return run_cam(LayerCAM, model, x, target, layers)
+    return run_cam("layercam", model, x, target, layers)
 
 
 @register_explainer("eigencam", class_specific=False, layers="last")
 def eigencam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Eigen-CAM: first principal component of the layer's activations (class-agnostic)."""
-    return run_cam(OrientedEigenCAM, model, x, target, layers)
+    return run_cam("eigencam", model, x, target, layers)

@@ -124,7 +124,17 @@ def aggregate_attention(model: nn.Module, records: list[dict[str, Any]]) -> tupl
     return importance.reshape(w.shape[0], *grid), [r["name"] for r in chosen]
 
 
-@register_explainer("dfs_ex", class_specific=False, layers="texture_shape")
+def dfkd_settings(card: Any) -> dict[str, Any]:
+    """kappa / eta / stats of the ``dfkd`` loss a student was trained with (from its card), so the
+    map shown is the one the student learnt to match; other models get the defaults."""
+    training = getattr(card, "training", None) or {}
+    if training.get("method") != "dfkd":
+        return {}
+    params = training.get("loss_params") or {}
+    return {k: params[k] for k in ("kappa", "eta", "stats") if k in params}
+
+
+@register_explainer("dfs_ex", class_specific=False, layers="texture_shape", card_opts=dfkd_settings)
 def dfs_ex(
     model: nn.Module,
     x: Tensor,

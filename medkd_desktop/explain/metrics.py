@@ -17,6 +17,7 @@ sizes): the second map is resized to the first before comparison.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -227,7 +228,9 @@ def road(model: nn.Module, x: Tensor, saliency: MapLike, target: int | None = No
     with _eval_mode(model), torch.no_grad():
         if target is None:
             target = int(model(x).argmax(dim=-1)[0])
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # The imputer hands torch tensors to numpy functions (a NumPy 2 deprecation notice per call).
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.manual_seed(seed)
             score = ROADCombined(percentiles=list(percentiles))(x, sal[None], [ClassifierOutputSoftmaxTarget(int(target))], model)
     return float(np.asarray(score).reshape(-1)[0])

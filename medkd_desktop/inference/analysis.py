@@ -56,8 +56,10 @@ class HeatmapAgreement:
     ssim: float
     iou_top20: float
 
-    def to_dict(self) -> dict[str, float]:
-        return {"pearson": round(self.pearson, 4), "ssim": round(self.ssim, 4), "iou_top20": round(self.iou_top20, 4)}
+    def to_dict(self) -> dict[str, float | None]:
+        """NaN (a flat map has no correlation) becomes None, so the JSON stays valid."""
+        return {k: None if v != v else round(v, 4) for k, v in
+                (("pearson", self.pearson), ("ssim", self.ssim), ("iou_top20", self.iou_top20))}
 
 
 @dataclass

@@ -24,7 +24,10 @@ Design choices a reader of the results needs to know:
   heatmaps over the region both models saw, resampled to a common grid of at most
   :data:`AGREEMENT_MAX_SIDE` px, so the figure does not depend on the display resolution.
 * Models load once per device through the registry's cache; a lock serialises analyses so two
-  threads never hook (Grad-CAM) the same module at once.
+  threads never hook (Grad-CAM) the same module at once. The first :meth:`Engine.load_pair` also
+  runs one throw-away Grad-CAM, because the first CAM of a process pays seconds of imports.
+* The **layer strip** (``feature_maps``, paper 002) costs one more forward pass per model, about
+  a third of a 2-D analysis; ``strip=False`` skips it where nothing shows it (the CLI).
 * ``cancel()`` is polled between steps (and between tiles); ``on_progress(fraction, message)``
   is called after each step. Failures surface as :class:`AnalysisError` subclasses whose text
   is one sentence for the user; the library's text goes to ``detail`` and the log.
@@ -48,6 +51,7 @@ from ..models.card import ModelCard
 from ..models.preprocess import InputSpec, model_input_image, preprocess
 from ..models.registry import TASK_BY_MODALITY, ModelPair, ModelRegistry, propose_task
 from ..models.weights import ModelLoadError
+from ..studies.errors import StudyLoadError
 from ..studies.study import Study, StudyKind, windows_like
 from .analysis import Analysis, HeatmapAgreement, ModelResult
 
@@ -134,6 +138,16 @@ class ModelUnavailableError(AnalysisError):
 def default_device() -> str:
     """CUDA when a GPU is usable, else the CPU (a setting may override it)."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _parse_device(device: str | torch.device | None) -> torch.device:
+    """A torch device from a setting ("cpu", "cuda", "cuda:1"; None: the default), or a typed error."""
+    if device is None:
+        return torch.device(default_device())
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise AnalysisError(f"The device {device!r} is not known; use cpu or cuda.") from None
 
 
 def _modality_words(modality: str) -> str:
@@ -309,8 +323,9 @@ class Engine:
 
     def __init__(self, registry: ModelRegistry | None = None, device: str | torch.device | None = None) -> None:
         self.registry = registry if registry is not None else ModelRegistry()
-        self._device = torch.device(device) if device is not None else torch.device(default_device())
+        self._device = _parse_device(device)
         self._lock = threading.RLock()
+        self._warm = False
 
     # -- device and models --------------------------------------------------------------
 
@@ -321,7 +336,7 @@ class Engine:
     def set_device(self, device: str | torch.device | None) -> None:
         """Switch device (None: CUDA if present); models load again on first use there."""
         with self._lock:
-            self._device = torch.device(device) if device is not None else torch.device(default_device())
+            self._device = _parse_device(device)
 
     def _resolve_pair(self, pair: ModelPair | str) -> ModelPair:
         if isinstance(pair, ModelPair):
@@ -332,12 +347,16 @@ class Engine:
             raise ModelUnavailableError(str(exc), detail=str(exc)) from None
 
     def load_pair(self, pair: ModelPair | str) -> tuple[torch.nn.Module, torch.nn.Module]:
-        """Load (or fetch from the cache) both models on this engine's device."""
+        """Load (or fetch from the cache) both models on this engine's device.
+
+        The first call also warms the explainers up (see :meth:`_warm_up`), so that the first
+        analysis after a study opens costs what every later one costs.
+        """
         pair = self._resolve_pair(pair)
         with self._lock:
             _explain_module()  # import (and register) the explainers now, not inside the first analysis
             try:
-                return self.registry.load(pair.teacher, self._device), self.registry.load(pair.student, self._device)
+                models = self.registry.load(pair.teacher, self._device), self.registry.load(pair.student, self._device)
             except ModelLoadError as exc:
                 raise ModelUnavailableError(str(exc), detail=str(exc)) from None
             except (ValueError, RuntimeError, OSError) as exc:  # architecture or device problems
@@ -346,6 +365,27 @@ class Engine:
                     "A model of the chosen pair could not be built on this device; the log has details.",
                     detail=f"{type(exc).__name__}: {exc}",
                 ) from None
+            if not self._warm:
+                self._warm_up(models[1], pair.student)
+            return models
+
+    def _warm_up(self, model: torch.nn.Module, card: ModelCard) -> None:
+        """One throw-away Grad-CAM of the student on a blank input.
+
+        Why: the first CAM in a process imports pytorch-grad-cam's dependencies (scikit-learn,
+        torchvision: measured 4-7 s on the shared 2-core machine) and sets up autograd. Paying that
+        while models load in the background keeps "open a study -> overlays" short.
+        """
+        t0 = time.perf_counter()
+        spec = card.input
+        x = torch.zeros(1, spec.channels, spec.size, spec.size, device=self._device)
+        module = _explain_module()
+        try:
+            module.explain(model, x, "gradcam", card=card)
+        except module.ExplainError as exc:  # a model Grad-CAM cannot read: its analyses will say so
+            log.debug("explainer warm-up skipped: %s", exc)
+        self._warm = True
+        log.debug("explainers warmed up in %.0f ms", (time.perf_counter() - t0) * 1000)
 
     preload = load_pair
 
@@ -365,18 +405,21 @@ class Engine:
         slice_: int | None = None,
         on_progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
+        strip: bool = True,
     ) -> Analysis:
         """Analyse the frame (*volume*, *slice_*) of *study* (slice None: the middle one, as shown).
 
         *methods*: explanation methods (``explain`` names); ``"feature_maps"`` among them is not an
-        overlay but fills each model's layer strip (the strip is always computed). *target*: a class
-        name both models explain, or None for each model's own prediction. Raises only
-        :class:`AnalysisError` subclasses (:class:`AnalysisCancelled` when *cancel()* turned true).
+        overlay but asks for each model's layer strip. *strip* (default True) computes the strip
+        anyway; it costs one more forward pass per model (about a third of a 2-D analysis), so
+        callers that never show it (the CLI) turn it off. *target*: a class name both models
+        explain, or None for each model's own prediction. Raises only :class:`AnalysisError`
+        subclasses (:class:`AnalysisCancelled` when *cancel()* turned true).
         """
         with self._lock:
             try:
                 return self._analyze(study, self._resolve_pair(pair), list(methods), target, volume, slice_,
-                                     on_progress, cancel)
+                                     on_progress, cancel, strip or STRIP_METHOD in methods)
             except AnalysisError:
                 raise
             except ModelLoadError as exc:
@@ -402,6 +445,7 @@ class Engine:
         modality: str = "OT",
         on_progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
+        strip: bool = True,
     ) -> Analysis:
         """Analyse a bare displayed image ([0, 1], gray (H, W) or RGB (H, W, 3)), e.g. a screenshot."""
         img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
@@ -413,20 +457,21 @@ class Engine:
         window = None if img.ndim == 3 else DisplayWindow(0.5, 1.0)  # identity window on [0, 1]
         study = Study(kind=StudyKind.IMAGE, modality=modality, pixels=pixels, windows=windows_like(pixels, window),
                       source=Path("<frame>"))
-        return self.analyze(study, pair, methods, target, 0, 0, on_progress, cancel)
+        return self.analyze(study, pair, methods, target, 0, 0, on_progress, cancel, strip)
 
     # -- the steps ----------------------------------------------------------------------
 
     def _analyze(self, study: Study, pair: ModelPair, methods: list[str], target: str | None, volume: int,
-                 slice_: int | None, on_progress: ProgressFn | None, cancel: CancelFn | None) -> Analysis:
+                 slice_: int | None, on_progress: ProgressFn | None, cancel: CancelFn | None,
+                 strip: bool) -> Analysis:
         t_start = time.perf_counter()
-        overlay_methods = self._check_methods(methods)
         t_card, s_card = pair.teacher, pair.student
         for card in (t_card, s_card):
             if target is not None and target not in card.classes:
                 raise IncompatibleStudyError(
                     f"The {card.role} model has no class {target!r} (its classes: {', '.join(card.classes)})."
                 )
+        overlay_methods = self._check_methods(methods)
         if not 0 <= volume < study.n_volumes:
             raise IncompatibleStudyError(f"The study has no volume {volume + 1} (it has {study.n_volumes}).")
         if slice_ is not None and not 0 <= slice_ < study.n_slices:
@@ -435,7 +480,8 @@ class Engine:
         tiled = study.tiles is not None and not (t_card.input.fmri_map or s_card.input.fmri_map)
         n_tiles = len(study.tiles.boxes) if tiled and study.tiles is not None else 1
 
-        n_steps = 5 + 2 * len(overlay_methods) + 1  # load, preprocess, 2 forwards, methods, agreement, strip
+        # load, preprocess, two forwards, each method for both models, agreement, (strip)
+        n_steps = 5 + 2 * len(overlay_methods) + int(strip)
         steps = _Steps(n_steps, on_progress, cancel, self._sync)
         warnings = self._warnings(study, pair)
 
@@ -473,8 +519,9 @@ class Engine:
         region = self._common_region(hw, t_card.input, s_card.input, tiled)
         agreement = steps.run("agreement", "heatmap agreement",
                               lambda: {m: self._agree(t_res.heatmaps[m], s_res.heatmaps[m], region) for m in overlay_methods})
-        steps.run("feature_maps", "layer strips", lambda: self._strips(((teacher, t_in, t_res), (student, s_in, s_res)),
-                                                                      hw, tiled, steps))
+        if strip:
+            steps.run("feature_maps", "layer strips",
+                      lambda: self._strips(((teacher, t_in, t_res), (student, s_in, s_res)), hw, tiled, steps))
 
         steps.timings["total"] = (time.perf_counter() - t_start) * 1000.0
         log.info("analysis of a %s study with %s done in %.0f ms on %s", study.kind.value, pair.task,
@@ -517,6 +564,8 @@ class Engine:
             raise IncompatibleStudyError(
                 f"The {card.role} model reads fMRI summary maps, and this study has none.", detail=str(exc)
             ) from None
+        except StudyLoadError as exc:  # the glass brain could not be rendered from the map
+            raise IncompatibleStudyError(str(exc), detail=exc.detail) from None
         if tiled and study.tiles is not None:
             grid = study.tiles
             boxes = list(grid.boxes)

@@ -131,7 +131,7 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     fig.text(0.06, 0.935, f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')}", fontsize=8.5, color="#555555")
     fig.text(0.06, 0.905, "\n".join(textwrap.wrap(DISCLAIMER_LONG, 105)), fontsize=8.5, color=RED, va="top",
              bbox={"boxstyle": "round,pad=0.5", "facecolor": "#fdecee", "edgecolor": RED})
-    col = _Lines(fig, 0.06, 0.855, width_chars=110)
+    col = _Lines(fig, 0.06, 0.855, width_chars=105)
     col.heading("Study")
     col.pairs(_study_rows(study, analysis, show_identifiers))
     col.heading("Analysis")
@@ -151,8 +151,8 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     col.heading("Heatmap agreement (teacher vs student)")
     if analysis.agreement:
         for m, a in analysis.agreement.items():
-            col.line(f"{method_name(m):<22}  Pearson r {fmt(a.pearson)}   SSIM {fmt(a.ssim)}   "
-                     f"top-20% IoU {fmt(a.iou_top20)}", family="monospace")
+            col.line(f"{method_name(m):<20} Pearson r {fmt(a.pearson, '+.2f'):>5}   SSIM {fmt(a.ssim, '+.2f'):>5}   "
+                     f"top-20% IoU {fmt(a.iou_top20):>4}", family="monospace")
     else:
         col.line("No heatmaps were computed.")
     col.heading("Timings")
@@ -211,8 +211,9 @@ def _card_block(col: _Lines, card: ModelCard) -> None:
 
     col.pairs([
         ("Model", f"{card.id}  ·  {card.architecture}"),
-        ("Size", f"{card.parameters / 1e6:.2f} M parameters, {card.flops / 1e9:.2f} GFLOPs"
-         + (f", CPU latency {card.cpu_latency_ms:.1f} ms" if card.cpu_latency_ms else "")),
+        ("Size", (f"{card.parameters / 1e6:.2f} M parameters" if card.parameters else "parameters n/a")
+         + (f", {card.flops / 1e9:.2f} GFLOPs" if card.flops else "")
+         + (f", CPU latency {card.cpu_latency_ms:.1f} ms (batch 1)" if card.cpu_latency_ms else "")),
         ("Input", f"{card.input.size} px, {card.input.channels} channel(s), crop {card.input.crop}"
          + (f", {card.input.fmri_map} map glass brain" if card.input.fmri_map else "")),
         ("Classes", ", ".join(card.classes)),
@@ -252,7 +253,7 @@ def report_figures(analysis: Analysis, study: Study, cards: ModelPair | Sequence
         figures.append(fig)
     for i, card in enumerate((teacher_card, student_card)):
         fig = _page("Model card", pages - 1 + i, pages)
-        _card_block(_Lines(fig, 0.06, 0.93, width_chars=110), card)
+        _card_block(_Lines(fig, 0.06, 0.93, width_chars=100), card)
         figures.append(fig)
     return figures
 

@@ -36,6 +36,9 @@ from .limits import check_size
 from .study import MODALITIES, PatientIdentifiers, SafeMetadata, auto_window
 
 log = logging.getLogger(__name__)
+# pydicom's warnings quote file paths, and file names can hold patient names. Whatever in them
+# matters to the user is turned into Study.warnings or a StudyLoadError by these readers.
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 #: Values larger than this (pixel data, big private blobs) are read from disk only when
 #: used, so a series header pass parses each file once and never holds every slice.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 SCREENSHOT_TIMEOUT_S = 600
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +44,34 @@ def load_style(app) -> None:
         app.setStyleSheet(qss.read_text(encoding="utf-8"))
 
 
+#: Qt bindings known to corrupt reference counts on this Python: PySide6 6.12.0 drops a reference
+#: to None on every void call when None is not immortal (Python < 3.12), and the process aborts
+#: with "none_dealloc" after a few thousand calls. Measured: 6.11.3 is fine.
+BROKEN_BINDINGS = {"6.12.0"}
+
+
+class QtBindingError(RuntimeError):
+    """The installed Qt binding is known to crash on this Python."""
+
+
+def check_qt_binding() -> None:
+    import PySide6
+
+    if sys.version_info < (3, 12) and PySide6.__version__ in BROKEN_BINDINGS:
+        raise QtBindingError(
+            f"PySide6 {PySide6.__version__} crashes on Python {sys.version_info.major}.{sys.version_info.minor} "
+            "(reference-count bug); install PySide6-Essentials 6.11 (pip install 'PySide6-Essentials<6.12').")
+
+
 def make_app(argv: Sequence[str] | None = None):
+    check_qt_binding()
     from PySide6.QtWidgets import QApplication
 
     from .settings import APPLICATION, ORGANIZATION
 
+    # While the worker runs Python code (explainers, hooks), the GUI thread waits for the GIL;
+    # a 1 ms switch interval (default 5 ms) shortens each wait and so the event loop's gaps.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = QApplication.instance() or QApplication(list(argv or [sys.argv[0]]))
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
@@ -58,6 +82,11 @@ def make_app(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        check_qt_binding()
+    except QtBindingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.screenshot:

@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -56,6 +55,12 @@ DEFAULT_SIZE = QSize(1440, 900)
 SLICE_DEBOUNCE_MS = 200  # re-analyse a new slice once the user stops scrolling
 CACHE_SIZE = 12
 ENGINE_START_DELAY_MS = 50
+
+def short_name(card, limit: int = 44) -> str:
+    """A card's name cut to fit a title bar (the full name is in the tooltip and the card viewer)."""
+    name = card.name or card.architecture
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
 
 class MainWindow(QMainWindow):
     """The application window.
@@ -96,6 +101,7 @@ class MainWindow(QMainWindow):
         self._analysis_key: tuple | None = None
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._exports: dict[int, str] = {}  # worker job id -> export kind
+        self._auto_note: str | None = None  # why the shown pair was picked without a proposal
         self._analysis_started = 0.0
         self._slice_timer = QTimer(self)
         self._slice_timer.setSingleShot(True)
@@ -118,38 +124,38 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     def _build_ui(self) -> None:
         s = self.state
-        # toolbar: task / model pair ----------------------------------------------------------
-        tb = QToolBar("Models")
-        tb.setObjectName("modelBar")
-        tb.setMovable(False)
-        tb.setIconSize(QSize(16, 16))
-        self.addToolBar(tb)
+        # model bar: open, task / model pair, cards, privacy ------------------------------------
+        # A plain row rather than a QToolBar: a toolbar hides what does not fit behind a "»"
+        # button, and the pair's names and accuracies must always be readable.
+        self.model_bar = QFrame()
+        self.model_bar.setObjectName("modelBar")
+        bar = QHBoxLayout(self.model_bar)
+        bar.setContentsMargins(6, 3, 6, 3)
+        bar.setSpacing(8)
         self.open_button = QPushButton("Open…")
         self.open_button.setToolTip("Open a DICOM file or series folder, NIfTI, PNG, JPEG or TIFF (or drop it here)")
-        tb.addWidget(self.open_button)
-        tb.addSeparator()
-        tb.addWidget(QLabel(" Task "))
+        bar.addWidget(self.open_button)
+        bar.addWidget(QLabel("Task"))
         self.task_combo = QComboBox()
         self.task_combo.setObjectName("taskCombo")
         self.task_combo.setMinimumWidth(170)
         self.task_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.task_combo.addItem("Loading models…", None)
-        tb.addWidget(self.task_combo)
+        bar.addWidget(self.task_combo)
         self.pair_label = QLabel("")
         self.pair_label.setObjectName("pairLabel")
         self.pair_label.setTextFormat(Qt.TextFormat.RichText)
-        tb.addWidget(self.pair_label)
+        self.pair_label.setWordWrap(True)
+        self.pair_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(self.pair_label, 1)
         self.card_button = QPushButton("Model cards…")
         self.card_button.setEnabled(False)
-        spacer = QWidget()
-        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        tb.addWidget(spacer)
-        tb.addWidget(self.card_button)
+        bar.addWidget(self.card_button)
         self.privacy_button = QPushButton("Show identifiers")
         self.privacy_button.setObjectName("privacyButton")
         self.privacy_button.setCheckable(True)
         self.privacy_button.setToolTip("Show the patient's name, ID and birth date in the header (off at every start)")
-        tb.addWidget(self.privacy_button)
+        bar.addWidget(self.privacy_button)
 
         # header + banner ----------------------------------------------------------------------
         self.header = QLabel("")
@@ -219,6 +225,7 @@ class MainWindow(QMainWindow):
         cv = QVBoxLayout(central)
         cv.setContentsMargins(0, 0, 0, 0)
         cv.setSpacing(2)
+        cv.addWidget(self.model_bar)
         cv.addLayout(head)
         cv.addWidget(self.banner)
         cv.addWidget(splitter, 1)
@@ -293,7 +300,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s, w, b = self.state, self.worker, self.worker.bridge
         self.open_button.clicked.connect(self.open_file_dialog)
-        self.task_combo.activated.connect(lambda i: self.set_task(self.task_combo.itemData(i)))
+        self.task_combo.activated.connect(self._task_picked)
         self.card_button.clicked.connect(self.show_model_cards)
         self.privacy_button.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
         self.act_identifiers.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
@@ -376,16 +383,16 @@ class MainWindow(QMainWindow):
         self._status("The models could not be loaded.")
         self.analysis_failed.emit(message)
 
-    def _proposed_task(self, study) -> str | None:
-        """The engine's proposal from the study's metadata (None: nothing fits, the user chooses)."""
+    def _proposed_task(self, study) -> tuple[str | None, str | None]:
+        """The engine's proposal from the study's metadata, and why there is none (for the banner)."""
         from ..inference.engine import propose_pair
 
         try:
-            task, _warning = propose_pair(study, self.worker.registry)
+            task, note = propose_pair(study, self.worker.registry)
         except Exception as exc:  # noqa: BLE001 - a proposal failure must not block viewing
             log.info("no task proposal: %s", type(exc).__name__)
-            return None
-        return task if task in self.pairs else None
+            return None, None
+        return (task, None) if task in self.pairs else (None, note)
 
     def _choose_task_for(self, study) -> None:
         """--task if given, else the engine's proposal, else the current or first pair that fits."""
@@ -394,6 +401,7 @@ class MainWindow(QMainWindow):
             self._show_banner(message)
             self.analysis_failed.emit(message)
             return
+        self._auto_note = None
         if self.forced_task is not None:
             if self.forced_task not in self.pairs:
                 message = (f"No model pair is installed for task {self.forced_task!r} "
@@ -403,7 +411,11 @@ class MainWindow(QMainWindow):
                 return
             task = self.forced_task
         else:
-            task = self._proposed_task(study) or self._fitting_task(study)
+            task, note = self._proposed_task(study)
+            if task is None:
+                task = self._fitting_task(study)
+                # Nothing in the study says which models fit: say so, and which pair was used.
+                self._auto_note = f"{note} The {task} models are shown; check that they fit." if note else None
         if task == self.state.task:
             self._update_mismatch()
             self.request_analysis()
@@ -420,6 +432,10 @@ class MainWindow(QMainWindow):
                 return task
         return candidates[0]
 
+    def _task_picked(self, index: int) -> None:
+        self._auto_note = None  # the user chose: only a real mismatch is warned about now
+        self.set_task(self.task_combo.itemData(index))
+
     def set_task(self, task: str | None) -> None:
         """Select the model pair for *task* (from the combo, --task, or the study's proposal)."""
         if task is None or task not in self.pairs:
@@ -433,17 +449,32 @@ class MainWindow(QMainWindow):
         t, st = self.pair.teacher, self.pair.student
         self.controls.set_classes(t.classes)
         self.pair_label.setText(
-            f"<span style='color:{TEACHER_COLOR.name()}'><b>Teacher</b></span> {html.escape(t.name or t.architecture)}"
-            f" · test acc. {self._acc(t)} &nbsp;&nbsp; <span style='color:{STUDENT_COLOR.name()}'><b>Student</b></span> "
-            f"{html.escape(st.name or st.architecture)} · test acc. {self._acc(st)}<br>"
+            f"<span style='color:{TEACHER_COLOR.name()}'><b>Teacher</b></span> {html.escape(short_name(t))}"
+            f" · test acc. <b>{self._acc(t)}</b> &nbsp;&nbsp; <span style='color:{STUDENT_COLOR.name()}'><b>Student</b>"
+            f"</span> {html.escape(short_name(st))} · test acc. <b>{self._acc(st)}</b><br>"
             f"<span style='color:#8a919c'>Classes: {html.escape(', '.join(t.classes))}</span>")
+        self.pair_label.setToolTip(f"Teacher: {t.name or t.id}\nStudent: {st.name or st.id}")
         self.card_button.setEnabled(True)
         self.viewers.set_use_analysis_image(bool(t.input.fmri_map))
+        self._update_region()
         self._cache.clear()
         self.state.task = task
         self._update_mismatch()
         self.worker.load_models(self.pair)
         self.request_analysis()
+
+    def _update_region(self) -> None:
+        """Outline the centre square the models saw when the image is not square (not for tiles or fMRI)."""
+        study = self.state.study
+        box = None
+        if study is not None and self.pair is not None and study.tiles is None and not self.viewers.use_analysis_image:
+            specs = (self.pair.teacher.input, self.pair.student.input)
+            h, w = study.shape[:2]
+            if all(sp.crop == "center_square" for sp in specs) and h != w:
+                side = min(h, w)
+                y0, x0 = (h - side) // 2, (w - side) // 2
+                box = (y0, x0, y0 + side, x0 + side)
+        self.viewers.set_model_region(box)
 
     @staticmethod
     def _acc(card) -> str:
@@ -458,7 +489,7 @@ class MainWindow(QMainWindow):
             return
         from ..inference.engine import task_mismatch_warning
 
-        warnings = [task_mismatch_warning(study, self.pair.task)]
+        warnings = [self._auto_note, task_mismatch_warning(study, self.pair.task)]
         if self.state.analysis is not None:
             warnings += list(self.state.analysis.warnings)
         unique = list(dict.fromkeys(w for w in warnings if w))
@@ -500,6 +531,7 @@ class MainWindow(QMainWindow):
         self._rebuild_recent()
         self._cache.clear()
         self.state.study = study
+        self._update_region()
         log.info("opened %s study (%d frames)", study.kind.value, study.n_frames)
         for w in study.warnings:
             self._status(w)
@@ -722,22 +754,28 @@ class MainWindow(QMainWindow):
             self.identifiers_label.setText("")
             self.identifiers_label.setVisible(False)
             return
-        fields = [("Patient", ids.name), ("ID", ids.patient_id), ("Born", ids.birth_date)]
+        born = ids.birth_date
+        if len(born) == 8 and born.isdigit():  # DICOM DA: YYYYMMDD
+            born = f"{born[:4]}-{born[4:6]}-{born[6:]}"
+        fields = [("Patient", ids.name.replace("^", " ").strip()), ("ID", ids.patient_id), ("Born", born)]
         text = " · ".join(f"{k}: <b>{html.escape(v)}</b>" for k, v in fields if v) or "No identifiers in this study"
         self.identifiers_label.setText(text)
         self.identifiers_label.setVisible(True)
 
     def _update_titles(self) -> None:
+        """Role and prediction first (what a reader scans for), then the model's name, shortened."""
         a = self.state.analysis
         for viewer, role, color in ((self.viewers.teacher, "teacher", TEACHER_COLOR),
                                     (self.viewers.student, "student", STUDENT_COLOR)):
             card = None if self.pair is None else getattr(self.pair, role)
-            name = html.escape((card.name or card.architecture) if card else "")
-            text = f"<span style='color:{color.name()}'><b>{role.capitalize()}</b></span> {name}"
+            text = f"<span style='color:{color.name()}'><b>{role.capitalize()}</b></span>"
             if a is not None:
                 r = getattr(a, role)
-                text += (f" &nbsp;→&nbsp; <b>{html.escape(r.predicted)}</b> "
+                text += (f" &nbsp;<b>{html.escape(r.predicted)}</b> "
                          f"{100 * float(r.probabilities[r.predicted_index]):.1f} %")
+            if card is not None:
+                text += f" &nbsp;<span style='color:#8a919c'>{html.escape(short_name(card, 36))}</span>"
+                viewer.title.setToolTip(card.name or card.id)
             viewer.title.setText(text)
 
     def _update_actions(self) -> None:

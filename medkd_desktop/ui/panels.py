@@ -188,6 +188,16 @@ def heat_pixmap(data: np.ndarray, colormap: str, size: int) -> QPixmap:
                                          Qt.TransformationMode.SmoothTransformation)
 
 
+def stage_label(stage: str) -> str:
+    """A short caption for a module path: "model.features.denseblock1" -> "denseblock1", "block1.act" -> "block1"."""
+    parts = [p for p in stage.split(".") if p]
+    while len(parts) > 1 and parts[0] in ("model", "features", "backbone", "body"):
+        parts.pop(0)
+    if len(parts) > 1 and parts[-1] in ("act", "relu", "out"):
+        parts.pop()
+    return ".".join(parts) or stage
+
+
 class LayerStrip(QWidget):
     """The selected model's average feature map at each stage, shallow to deep (paper 002)."""
 
@@ -259,7 +269,8 @@ class LayerStrip(QWidget):
             v.setContentsMargins(0, 0, 0, 0)
             v.setSpacing(1)
             v.addWidget(cell)
-            cap = QLabel(f"{i + 1}. {stage}")
+            cap = QLabel(f"{i + 1}. {stage_label(stage)}")
+            cap.setToolTip(stage)
             cap.setObjectName("caption")
             cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
             v.addWidget(cap)
@@ -282,6 +293,15 @@ def card_html(card) -> str:
     if "n" in m:
         rows.append(f"<tr><td>test images</td><td>{e(str(m['n']))}</td></tr>")
     metrics = "<table cellspacing=4>" + "".join(rows) + "</table>" if rows else "<p><i>No test metrics recorded.</i></p>"
+    per_class = m.get("per_class") or {}
+    if per_class:
+        head = "<tr><th align=left>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>"
+        body = "".join(
+            f"<tr><td>{e(c)}</td><td align=right>{v.get('precision', float('nan')):.3f}</td>"
+            f"<td align=right>{v.get('recall', float('nan')):.3f}</td><td align=right>{v.get('f1', float('nan')):.3f}</td>"
+            f"<td align=right>{e(str(v.get('support', '')))}</td></tr>"
+            for c, v in per_class.items() if isinstance(v, dict))
+        metrics += f"<table cellspacing=4>{head}{body}</table>"
     size = []
     if card.parameters:
         size.append(f"{card.parameters / 1e6:.2f} M parameters")

@@ -22,6 +22,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
+    QGraphicsRectItem,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -176,6 +177,18 @@ class ImageViewer(QWidget):
         self.hline.setZValue(20)
         self.vline.hide()
         self.hline.hide()
+        # The part of the image the models actually saw (a centre-square crop of a wide image):
+        # heat outside it is not "no evidence" but "not looked at", and the reader must see that.
+        self.region_item = QGraphicsRectItem()
+        self.region_item.setPen(pg.mkPen(QColor(160, 200, 255, 170), width=1, style=Qt.PenStyle.DashLine, cosmetic=True))
+        self.region_item.setZValue(15)
+        self.region_item.setToolTip("Region the models analysed (their centre-square input)")
+        self.vb.addItem(self.region_item, ignoreBounds=True)
+        self.region_label = pg.TextItem("analysed region", color=(160, 200, 255), anchor=(0, 0))
+        self.region_label.setZValue(15)
+        self.vb.addItem(self.region_label, ignoreBounds=True)
+        self._region: tuple[int, int, int, int] | None = None
+        self.set_region(None)
         self.placeholder = pg.TextItem("", color=(170, 170, 180), anchor=(0.5, 0.5))
         self.placeholder.setFont(QFont(self.font().family(), 11))
         self.vb.addItem(self.placeholder, ignoreBounds=True)
@@ -229,6 +242,7 @@ class ImageViewer(QWidget):
         self.image_item.setRect(self.image_rect())
         self.overlay_item.setRect(self.image_rect())
         self._place_contour()
+        self.set_region(self._region)
         if first:
             self.reset_zoom()
 
@@ -288,6 +302,18 @@ class ImageViewer(QWidget):
         t.translate(sx / 2.0, sy / 2.0)
         t.scale(sx, sy)
         self.contour_item.setTransform(t)
+
+    def set_region(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline (y0, x0, y1, x1) in image pixels as the analysed region; None hides it."""
+        self._region = box
+        visible = box is not None and self._image is not None
+        self.region_item.setVisible(visible)
+        self.region_label.setVisible(visible)
+        if not visible:
+            return
+        y0, x0, y1, x1 = box
+        self.region_item.setRect(QRectF(x0 * self._aspect, y0, (x1 - x0) * self._aspect, y1 - y0))
+        self.region_label.setPos(x0 * self._aspect, y0)
 
     # -- placeholder text -----------------------------------------------------------------
     def set_placeholder(self, text: str) -> None:
@@ -545,6 +571,11 @@ class SyncedViewers(QWidget):
         self._use_analysis_image = on
         self._update_nav()
         self._show_frame(reset_zoom=True)
+
+    def set_model_region(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline the models' input region on both viewers (None: they saw the whole image)."""
+        for v in self.viewers:
+            v.set_region(box)
 
     @property
     def use_analysis_image(self) -> bool:

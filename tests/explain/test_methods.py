@@ -20,7 +20,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from medkd_desktop.explain import ExplainError, Heatmap, explain, list_methods, pearson, target_layers
-from medkd_desktop.explain.cam import scorecam_batch_size
+from medkd_desktop.explain.cam import BATCH_CANDIDATES, _batch_cache, scorecam_batch_size, tuned_batch_size
 from medkd_desktop.explain.dfs_ex import attention_modules
 from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
@@ -279,7 +279,33 @@ def test_to_frame_undoes_the_centre_square_crop():
     assert stretched.map[:, :45].mean() > 0.9 and stretched.map[:, 55:].mean() < 0.1
 
 
-def test_scorecam_batch_rule():
-    assert scorecam_batch_size(16 * 64 * 64) == 128  # MobileNetV3-Small's widest stage at 3x128
-    assert scorecam_batch_size(32 * 128 * 128) == 16  # CNN5's first layer at 1x128
-    assert scorecam_batch_size(10**9) == 8
+def test_scorecam_batch_size_is_measured_once_per_model_and_bounded_by_memory():
+    assert scorecam_batch_size(16 * 64 * 64) == 64  # MobileNetV3-Small's widest stage at 3x128
+    assert scorecam_batch_size(10**9) == 1  # a batch that would not fit: one image at a time
+    model = _build("cnn5", {"channels": (8, 8, 8, 8, 8)}, 1)
+    x = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        b = tuned_batch_size(model, x)
+        assert b in BATCH_CANDIDATES
+        _batch_cache[model][(tuple(x.shape[1:]), torch.get_num_threads(), "cpu")] = 4
+        assert tuned_batch_size(model, x) == 4  # cached: not timed again
+    # The batch size changes the speed, never the map.
+    np.testing.assert_allclose(explain(model, x, "scorecam", batch_size=1).map,
+                               explain(model, x, "scorecam", batch_size=16).map, atol=1e-5)
+
+
+def test_dfs_ex_uses_the_dfkd_settings_a_student_was_trained_with():
+    model = _build("cnn5", {"channels": (8, 16, 16, 32, 32)}, 1)
+    x = torch.randn(1, 64, 64)
+
+    def card(training: dict) -> ModelCard:
+        return ModelCard(id="t/s", task="t", role="student", architecture="cnn5", arch_kwargs={}, classes=["a", "b", "c"],
+                         input=InputSpec(size=64, channels=1), weights_file="w", sha256="0", training=training)
+
+    trained = card({"method": "dfkd", "loss_params": {"kappa": 2.5, "eta": 0.8}})
+    np.testing.assert_array_equal(explain(model, x, "dfs_ex", card=trained).map,
+                                  explain(model, x, "dfs_ex", kappa=2.5, eta=0.8).map)
+    levels = np.unique(explain(model, x, "dfs_ex", card=trained).map)
+    assert np.isclose(levels[:, None], [0.0, 0.2, 0.8, 1.0]).any(axis=1).all()  # G's levels with eta = 0.8
+    plain = card({"method": "ce"})
+    np.testing.assert_array_equal(explain(model, x, "dfs_ex", card=plain).map, explain(model, x, "dfs_ex").map)

@@ -160,6 +160,11 @@ def test_histology_tile_with_several_methods(engine):
     a = engine.analyze(study, "histo-lc25000", ["gradcam++", "eigencam"])
     check_analysis(a, ("gradcam++", "eigencam"))
     assert a.image.shape == (224, 224, 3)
+    quick = engine.analyze(study, "histo-lc25000", ["gradcam++"], strip=False)  # the CLI's choice
+    assert quick.teacher.feature_maps == [] and "feature_maps" not in quick.timings_ms
+    np.testing.assert_array_equal(quick.teacher.heatmaps["gradcam++"], a.teacher.heatmaps["gradcam++"])
+    frame = engine.analyze_frame(study.frame().display(), "histo-lc25000", ["gradcam++"], strip=False)
+    np.testing.assert_allclose(frame.teacher.probabilities, a.teacher.probabilities, atol=1e-6)
     with pytest.raises(IncompatibleStudyError, match="Unknown explanation method"):
         engine.analyze(study, "histo-lc25000", ["saliency-magic"])
 

@@ -216,13 +216,14 @@ def test_privacy_toggle_is_off_by_default_and_shows_the_name_when_on(qtbot, wind
     open_and_wait(qtbot, window, CHEST)
     ids = window.state.study.identifiers
     assert ids.name  # the NEMA sample carries a placeholder name
+    name = ids.name.replace("^", " ").strip()  # DICOM PN components, as shown
     assert not window.privacy_button.isChecked() and not window.identifiers_label.isVisible()
-    assert ids.name not in _visible_text(window)
+    assert name not in _visible_text(window) and ids.name not in _visible_text(window)
     window.privacy_button.click()
-    assert window.identifiers_label.isVisible() and ids.name in window.identifiers_label.text()
+    assert window.identifiers_label.isVisible() and name in window.identifiers_label.text()
     assert window.act_identifiers.isChecked()
     window.act_identifiers.trigger()  # the menu action turns it off again
-    assert not window.identifiers_label.isVisible() and ids.name not in _visible_text(window)
+    assert not window.identifiers_label.isVisible() and name not in _visible_text(window)
 
 
 def test_mismatch_is_warned_when_the_user_picks_another_task(qtbot, window):
@@ -279,3 +280,16 @@ def test_dicom_export_of_a_non_dicom_study_is_refused_with_a_sentence(qtbot, win
     with qtbot.waitSignal(window.export_failed, timeout=60_000):
         window.export("dicom", tmp_path / "x.dcm")
     assert shown and "DICOM" in shown[0] and not (tmp_path / "x.dcm").exists()
+
+
+def test_model_card_viewer_shows_metrics_caveats_and_intended_use(qtbot, window):
+    from medkd_desktop.ui.panels import ModelCardDialog
+
+    open_and_wait(qtbot, window, HISTO)
+    dialog = ModelCardDialog([window.pair.teacher, window.pair.student], window)
+    qtbot.addWidget(dialog)
+    teacher_text = dialog.browsers[0].toPlainText()
+    assert "0.500" in teacher_text  # the card's test accuracy
+    assert "Random weights: for tests only." in teacher_text  # its caveat
+    assert "Research use only" in teacher_text  # intended use
+    assert "test acc." in window.pair_label.text() and "50.0 %" in window.pair_label.text()
