@@ -5,7 +5,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= resources/samples/chest_xray_cr_pa_nema.dcm
-export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: run test bench clean
 
@@ -22,8 +21,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# With a display: the review window on the demo study. Without one: a screenshot of the window
+# and the PDF report into demo-output/. Until trained models are bundled, the study summary only.
 run: $(VENV)/.installed
 	$(BIN)/medkd info $(DEMO)
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/medkd-desktop $(DEMO); \
+	else mkdir -p demo-output && \
+	  QT_QPA_PLATFORM=offscreen $(BIN)/medkd-desktop $(DEMO) --screenshot demo-output/window.png && \
+	  $(BIN)/medkd analyze $(DEMO) --out demo-output && \
+	  echo "No display: wrote demo-output/window.png and demo-output/report.pdf"; \
+	fi || echo "(no trained teacher/student pair is bundled yet: see trained_models/ and configs/)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -345,7 +345,7 @@ def _cmd_bench_explain(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench_gui(args: argparse.Namespace) -> None:
-    from .bench.gui import bench_gui
+    from .ui.bench_gui import bench_gui
 
     path = Path(args.path) if args.path else None
     if path is not None and not path.exists():

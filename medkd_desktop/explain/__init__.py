@@ -20,8 +20,16 @@ from .base import (
     stage_names,
     target_layers,
 )
-from .cam import scorecam_batch_size
+from .cam import cam_classes, scorecam_batch_size
 from .metrics import agreement, deletion_auc, insertion_auc, iou_topk, pair_agreement, pearson, road, ssim
+
+
+
+def preload() -> None:
+    """Import pytorch-grad-cam now (it is loaded on first use: torchvision, scikit-learn and
+    OpenCV come with it). A worker can call this at start so the first analysis does not wait."""
+    cam_classes()
+
 
 __all__ = [
     "ExplainError",
@@ -35,6 +43,7 @@ __all__ = [
     "list_methods",
     "pair_agreement",
     "pearson",
+    "preload",
     "register_explainer",
     "road",
     "scorecam_batch_size",

@@ -14,6 +14,7 @@ stage", "every stage", "first and last stage"...), applied to the model card's
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +119,7 @@ class ExplainerInfo:
     supports: Callable[[nn.Module], bool]
     summary: str
     card_opts: Callable[[Any], dict[str, Any]] | None = None
+    setup: Callable[[], Any] | None = None
 
 
 _EXPLAINERS: dict[str, ExplainerInfo] = {}
@@ -131,12 +133,14 @@ def register_explainer(
     needs_grad: bool = False,
     supports: Callable[[nn.Module], bool] | None = None,
     card_opts: Callable[[Any], dict[str, Any]] | None = None,
+    setup: Callable[[], Any] | None = None,
 ) -> Callable[[ExplainFn], ExplainFn]:
     """Decorator: make ``fn`` callable as ``explain(model, x, name)``.
 
     ``supports(model)`` says whether the method applies (``attention`` needs attention layers);
     ``needs_grad`` makes ``explain`` run it with autograd on, even inside ``inference_mode``;
-    ``card_opts(card)`` gives default options read from the model card (caller's opts win).
+    ``card_opts(card)`` gives default options read from the model card (caller's opts win);
+    ``setup()`` runs before the clock starts (a lazy library import is not explanation time).
     """
 
     def deco(fn: ExplainFn) -> ExplainFn:
@@ -144,7 +148,7 @@ def register_explainer(
             raise ValueError(f"explainer {name!r} is already registered")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
         _EXPLAINERS[name] = ExplainerInfo(
-            name, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary, card_opts
+            name, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary, card_opts, setup
         )
         return fn
 
@@ -345,11 +349,17 @@ def explain(
     names = list(layers) if layers else target_layers(model, method, card)
     if card is not None and info.card_opts is not None:
         opts = {**info.card_opts(card), **opts}
+    known = list(inspect.signature(info.fn).parameters)[4:]
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise ExplainError(f"The {method} method has no option {', '.join(unknown)} (options: {', '.join(known) or 'none'}).")
     try:
         device = next(model.parameters()).device
     except StopIteration:
         device = torch.device("cpu")
     size = (int(x.shape[-2]), int(x.shape[-1]))
+    if info.setup is not None:
+        info.setup()
     with torch.inference_mode(False), _eval_mode(model):
         # A clone made outside inference mode: inputs created under inference_mode cannot
         # take part in the backward pass the gradient methods need.
@@ -360,6 +370,8 @@ def explain(
             try:
                 raw = info.fn(model, x, target, names, **opts)
             except IndexError as exc:  # a class index the head does not have
+                if target is None:
+                    raise
                 raise ExplainError(f"Class {target} does not exist for this model: {exc}") from None
         heat = _finish(raw.map, size, raw.normalized, raw.interpolation)
         stages = [_finish(m, size, raw.normalized, raw.interpolation) for _, m in raw.stages]

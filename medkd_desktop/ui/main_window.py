@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -375,7 +375,10 @@ class MainWindow(QMainWindow):
         if offered:
             self.controls.set_methods(offered)
             if self.state.method not in offered:
+                wanted = self.state.method
                 self.state.method = "gradcam" if "gradcam" in offered else offered[0]
+                self._status(f"{METHOD_LABELS.get(wanted, wanted)} does not apply to these models; "
+                             f"showing {METHOD_LABELS.get(self.state.method, self.state.method)}.")
         log.info("models for %s loaded in %.1f s", task, seconds)
 
     def _on_models_failed(self, _job: int, message: str) -> None:
@@ -434,6 +437,7 @@ class MainWindow(QMainWindow):
 
     def _task_picked(self, index: int) -> None:
         self._auto_note = None  # the user chose: only a real mismatch is warned about now
+        self.forced_task = None  # and --task no longer overrides the proposal for the next study
         self.set_task(self.task_combo.itemData(index))
 
     def set_task(self, task: str | None) -> None:

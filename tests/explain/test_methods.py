@@ -265,6 +265,8 @@ def test_bad_requests_raise_one_plain_explain_error():
         explain(model, QUADRANT_X.repeat(2, 1, 1, 1), "gradcam")
     with pytest.raises(ExplainError, match="does not apply"):
         explain(model, QUADRANT_X, "attention")
+    with pytest.raises(ExplainError, match="gradcam method has no option batch_size"):
+        explain(model, QUADRANT_X, "gradcam", batch_size=4)
 
 
 def test_to_frame_undoes_the_centre_square_crop():
