@@ -224,7 +224,8 @@ class Trainer:
             tmp.replace(ckpt_path)
 
         model.load_state_dict(best_state)
-        model = model.to(memory_format=torch.contiguous_format).eval()
+        # Round to the stored precision first, so the card's test metrics are those of the file.
+        model = model.to(memory_format=torch.contiguous_format).half().float().eval()
         test_m = evaluate_split(model, test, cfg.input, dev, cfg.subsets)
         card = self._write_card(model, manifest, test_m, history, elapsed + time.time() - t_start)
         self.emit({"event": "done", "card": str(card.path), "test": {"accuracy": test_m["accuracy"], "macro_f1": test_m["macro_f1"],
@@ -237,7 +238,7 @@ class Trainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = cfg.file_stem or cfg.role
         weights = out_dir / f"{stem}.safetensors"
-        sha = save_weights(model, weights)
+        sha = save_weights(model, weights, dtype=torch.float16)
         params, flops, latency = _model_stats(model, cfg.input.channels, cfg.input.size)
         try:
             manifest_rel = str(manifest.relative_to(self.data_root))
@@ -250,7 +251,7 @@ class Trainer:
             training={
                 "method": cfg.loss, "loss_params": cfg.loss_params, "teacher": cfg.teacher, "epochs": cfg.epochs,
                 "seed": cfg.seed, "manifest": manifest_rel, "manifest_sha256": manifest_sha256(manifest),
-                "device": str(self.device), "torch": torch.__version__, "wall_time_s": round(seconds),
+                "device": str(self.device), "torch": torch.__version__, "weights_dtype": "float16", "wall_time_s": round(seconds),
                 "command": shlex.join(self.command), "config": cfg.to_dict(), "history": history,
             },
             metrics=test_m, provenance=cfg.provenance, caveats=list(cfg.caveats), license=cfg.license,

@@ -29,9 +29,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> str:
-    """Write the model's state dict as safetensors (contiguous, CPU) and return its sha256."""
+def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None = None) -> str:
+    """Write the model's state dict as safetensors (contiguous, CPU) and return its sha256.
+
+    ``dtype`` (e.g. float16) stores floating tensors at that precision: half the size, so a
+    DenseNet-121 fits the 25 MB budget per bundled model; loading casts back to float32.
+    """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(path))
     return sha256_file(path)
 
