@@ -84,6 +84,10 @@ def top_region(m: MapLike, k: float = 20.0) -> np.ndarray:
         raise ValueError(f"k must be a percentage in (0, 100], got {k}")
     n = max(1, int(round(arr.size * k / 100.0)))
     threshold = np.partition(arr.ravel(), arr.size - n)[arr.size - n]
+    if threshold <= arr.min():
+        # The cut falls in the cold floor (e.g. > 80% of a Grad-CAM is exactly 0): those pixels
+        # carry no heat, and keeping them would make two mostly-cold maps "agree" with IoU 1.
+        return arr > threshold
     return arr >= threshold
 
 

@@ -119,3 +119,12 @@ def test_road_prefers_the_right_map_and_is_repeatable():
     r = road(model, X, right, 0, percentiles=(20, 50, 80))
     assert r == road(model, X, right, 0, percentiles=(20, 50, 80))
     assert r > road(model, X, wrong, 0, percentiles=(20, 50, 80))
+
+
+def test_iou_of_two_mostly_cold_maps_with_different_hot_spots_is_zero():
+    a = np.zeros((50, 50), np.float32)
+    b = np.zeros((50, 50), np.float32)
+    a[:5, :5] = 1.0  # 1% of pixels hot, top-left
+    b[-5:, -5:] = 1.0  # 1% hot, bottom-right
+    assert iou_topk(a, b, 20) == 0.0
+    assert iou_topk(a, a, 20) == 1.0
