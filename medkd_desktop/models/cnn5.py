@@ -22,8 +22,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from medkd_desktop.models.hooks import capture_outputs
-from medkd_desktop.models.outputs import ModelOutput
+from medkd_desktop.models.hooks import HookedStages
 
 
 class ConvBlock(nn.Module):
@@ -41,7 +40,7 @@ class ConvBlock(nn.Module):
         return self.pool(self.act(self.bn(self.conv(x))))
 
 
-class CNN5(nn.Module):
+class CNN5(HookedStages, nn.Module):
     """Five conv blocks, global average pooling, dropout, linear classifier.
 
     ``channels`` sets width and depth (its length is the number of layers; 002 uses five,
@@ -81,12 +80,3 @@ class CNN5(nn.Module):
             x = getattr(self, f"block{i + 1}")(x)
         return self.head(self.dropout(self.pool(x).flatten(1)))
 
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        with capture_outputs(self, self.stage_names) as feats:
-            logits = self.forward(x)
-        return ModelOutput(logits=logits, features=list(feats))
-
-    @staticmethod
-    def reshape_transform(x: Tensor) -> Tensor:
-        """Identity: every stage is already a (B, C, H, W) map."""
-        return x

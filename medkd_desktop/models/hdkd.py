@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medkd_desktop.models.hooks import capture_outputs
+from medkd_desktop.models.hooks import HookedStages, capture_outputs
 from medkd_desktop.models.outputs import ModelOutput
 
 #: (teacher stage index, student stage index) pairs that Eq. 7 compares, 0-based into
@@ -305,7 +305,7 @@ def _as_list(values: Sequence[int]) -> list[int]:
     return [int(v) for v in values]
 
 
-class HDKDTeacher(nn.Module):
+class HDKDTeacher(HookedStages, nn.Module):
     """HDKD teacher: a pure CNN of three stages, then pooling and fully connected layers (§3.4).
 
     ``stage_names`` = ``["stage1", "stage2", "stage3"]``; each stage's output is its last
@@ -356,15 +356,6 @@ class HDKDTeacher(nn.Module):
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.head(self.pool(x).flatten(1))
 
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        with capture_outputs(self, self.stage_names) as feats:
-            logits = self.forward(x)
-        return ModelOutput(logits=logits, features=list(feats))
-
-    @staticmethod
-    def reshape_transform(x: Tensor) -> Tensor:
-        """Identity: every teacher stage is already a (B, C, H, W) map."""
-        return x
 
 
 class HDKDStudent(nn.Module):

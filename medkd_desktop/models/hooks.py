@@ -42,3 +42,26 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[list[Ten
     finally:
         for h in handles:
             h.remove()
+
+
+class HookedStages:
+    """Mixin for models whose ``stage_names`` are modules with (B, C, H, W) outputs.
+
+    Gives them the training contract in one place: ``forward_train`` runs the ordinary
+    ``forward`` once and returns its logits with the hooked stage maps; a model with token
+    stages overrides ``reshape_transform`` (tokens -> maps) and it is applied here too.
+    """
+
+    stage_names: list[str]
+
+    def forward_train(self, x: Tensor):
+        from .outputs import ModelOutput
+
+        with capture_outputs(self, self.stage_names) as feats:
+            logits = self.forward(x)
+        return ModelOutput(logits=logits, features=[self.reshape_transform(f) for f in feats])
+
+    @staticmethod
+    def reshape_transform(x: Tensor) -> Tensor:
+        """Identity: the stages are already spatial maps."""
+        return x

@@ -17,11 +17,10 @@ from typing import Any
 import timm
 from torch import Tensor, nn
 
-from medkd_desktop.models.hooks import capture_outputs
-from medkd_desktop.models.outputs import ModelOutput
+from medkd_desktop.models.hooks import HookedStages
 
 
-class TimmNet(nn.Module):
+class TimmNet(HookedStages, nn.Module):
     """``timm.create_model(model_name, num_classes=…, in_chans=…, **kwargs)`` with stage hooks.
 
     ``stage_names`` are the wrapper-qualified names (``model.<module>``) of every entry of the
@@ -71,11 +70,6 @@ class TimmNet(nn.Module):
                 f"got {x.shape[-2]}x{x.shape[-1]}"
             )
         return self.model(x)
-
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        with capture_outputs(self, self.stage_names) as feats:
-            logits = self.forward(x)
-        return ModelOutput(logits=logits, features=[self.reshape_transform(f) for f in feats])
 
     def reshape_transform(self, x: Tensor) -> Tensor:
         """Maps pass through; a token sequence (B, prefix + N, C) with a square grid becomes
