@@ -1,27 +1,10 @@
-"""Shared test fixtures.
-
-Real data lives in ``../shared/data`` beside the checkout (CI has it). On a fresh clone
-without it, tests that need it skip with a clear reason; everything that
-``resources/samples/`` can feed still runs.
-"""
+"""Shared fixtures. Helpers to import live in testdata.py and model_factory.py."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "resources" / "samples"
-SHARED_DATA = Path(os.environ.get("MEDKD_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared/data, skipping the calling test when it is absent."""
-    p = SHARED_DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"real data not found at {p} (clone with ../shared/data beside it, or set MEDKD_SHARED_DATA)")
-    return p
+from testdata import shared_path
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import sys
 import pydicom
 import pytest
 import torch
-from conftest import SAMPLES
+from testdata import SAMPLES
+from model_factory import write_random_model
 
 from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
@@ -28,14 +29,7 @@ def model_dir(tmp_path_factory):
     spec = InputSpec(size=48, channels=3)
     for task, classes in TASKS.items():
         for role, arch, kwargs in (("teacher", "timm:resnet10t", {}), ("student", "cnn5", {"channels": [8, 16, 16, 32, 32]})):
-            folder = root / task
-            folder.mkdir(exist_ok=True)
-            torch.manual_seed(0)
-            model = create_arch(arch, num_classes=len(classes), in_chans=3, **kwargs)
-            sha = save_weights(model, folder / f"{role}.safetensors")
-            ModelCard(id=f"{task}/{role}", task=task, role=role, architecture=arch, arch_kwargs=kwargs,
-                      classes=classes, input=spec, weights_file=f"{role}.safetensors", sha256=sha,
-                      name=f"tiny {role}").save(folder / f"{role}.json")
+            write_random_model(root, task, role, arch, classes, spec, arch_kwargs=kwargs, name=f"tiny {role}")
     return root
 
 

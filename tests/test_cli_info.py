@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]
 

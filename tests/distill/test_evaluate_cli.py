@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.distill.config import TrainConfig
 from medkd_desktop.distill.trainer import Trainer

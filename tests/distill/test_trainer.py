@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.distill.config import TrainConfig
 from medkd_desktop.distill.trainer import Trainer, TrainingCancelled

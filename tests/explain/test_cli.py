@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from testdata import shared_path
+from model_factory import write_random_model
 from PIL import Image
 
 from medkd_desktop.cli import main
@@ -36,16 +37,9 @@ ARCHS = {
 
 
 def _write_card(folder, task: str, role: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     arch, kwargs = ARCHS[role]
-    torch.manual_seed(0)
-    model = create_arch(arch, num_classes=len(CLASSES), in_chans=1, **kwargs).eval()
-    sha = save_weights(model, folder / f"{role}.safetensors")
-    card = ModelCard(id=f"{task}/{role}", task=task, role=role, architecture=arch, arch_kwargs=kwargs, classes=CLASSES,
-                     input=InputSpec(size=64, channels=1, mean=(0.5,), std=(0.25,)), weights_file=f"{role}.safetensors",
-                     sha256=sha, name=f"tiny {role}", training={"manifest": "brain-tumor-mri/manifest.csv"},
-                     target_layers={"stages": list(model.stage_names)})
-    card.save(folder / f"{role}.json")
+    write_random_model(folder.parent, task, role, arch, CLASSES, InputSpec(size=64, channels=1, mean=(0.5,), std=(0.25,)),
+                       arch_kwargs=kwargs, name=f"tiny {role}", training={"manifest": "brain-tumor-mri/manifest.csv"})
 
 
 @pytest.fixture(scope="module")

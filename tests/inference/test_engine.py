@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLES, shared_path
+from testdata import SAMPLES, shared_path
+from model_factory import write_random_model
 from PIL import Image
 
 from medkd_desktop.explain import explain
@@ -41,17 +42,7 @@ RGB64 = InputSpec(size=64, channels=3)
 
 
 def write_model(root, task, role, arch, kwargs, classes, spec, seed=0):
-    """A real architecture with random weights, saved as the app saves trained models."""
-    folder = root / task
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = create_arch(arch, num_classes=len(classes), in_chans=spec.channels, **kwargs).eval()
-    sha = save_weights(model, folder / f"{role}.safetensors")
-    card = ModelCard(id=f"{task}/{role}", task=task, role=role, architecture=arch, arch_kwargs=kwargs,
-                     classes=list(classes), input=spec, weights_file=f"{role}.safetensors", sha256=sha,
-                     name=f"{arch} {role}", target_layers={"stages": list(model.stage_names)})
-    card.save(folder / f"{role}.json")
-    return card
+    return write_random_model(root, task, role, arch, classes, spec, arch_kwargs=kwargs, seed=seed)
 
 
 @pytest.fixture(scope="module")

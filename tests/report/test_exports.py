@@ -14,7 +14,8 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from conftest import SAMPLES
+from testdata import SAMPLES
+from model_factory import write_random_model
 from PIL import Image
 
 from medkd_desktop.inference.engine import Engine
@@ -43,19 +44,10 @@ METHOD = "gradcam++"
 
 
 def _write(root, task, role, arch, kwargs, classes, spec, seed):
-    folder = root / task
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = create_arch(arch, num_classes=len(classes), in_chans=spec.channels, **kwargs).eval()
-    sha = save_weights(model, folder / f"{role}.safetensors")
-    card = ModelCard(id=f"{task}/{role}", task=task, role=role, architecture=arch, arch_kwargs=kwargs,
-                     classes=list(classes), input=spec, weights_file=f"{role}.safetensors", sha256=sha,
-                     name=f"{arch} {role}", parameters=sum(p.numel() for p in model.parameters()),
-                     metrics={"n": 378, "accuracy": 0.912, "macro_f1": 0.905, "auc": 0.97,
-                              "ci": {"accuracy": [0.88, 0.94]}},
-                     caveats=["Trained on public research tiles; augmentation groups, not patients."],
-                     target_layers={"stages": list(model.stage_names)})
-    card.save(folder / f"{role}.json")
+    write_random_model(root, task, role, arch, classes, spec, arch_kwargs=kwargs, seed=seed, parameters=1000,
+                       metrics={"n": 378, "accuracy": 0.912, "macro_f1": 0.905, "auc": 0.97,
+                                "ci": {"accuracy": [0.88, 0.94]}},
+                       caveats=["Trained on public research tiles; augmentation groups, not patients."])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import SHARED_DATA, shared_path
+from testdata import SHARED_DATA, shared_path
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.studies.dicom_file import read_dicom_file
 from medkd_desktop.studies.dicom_series import list_dicom_series, read_dicom_folder

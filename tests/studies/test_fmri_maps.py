@@ -6,7 +6,7 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.studies.fmri_maps import (
     CC200_SHAPE,

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.studies import MapVolume, UnsupportedStudyError
 from medkd_desktop.studies.glass_brain import (

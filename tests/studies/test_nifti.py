@@ -8,7 +8,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.studies import (
     CorruptStudyError,

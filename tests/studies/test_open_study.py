@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, shared_path
+from testdata import SHARED_DATA, shared_path
 
 from medkd_desktop.studies import StudyLoadError, UnsupportedStudyError, open_study
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import shared_path
+from testdata import shared_path
 from PIL import Image, ImageOps
 
 from medkd_desktop.studies import (

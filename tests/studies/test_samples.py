@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES
+from testdata import SAMPLES
 
 from medkd_desktop.studies.raster import read_raster
 

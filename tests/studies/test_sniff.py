@@ -5,7 +5,7 @@ import gzip
 import shutil
 
 import pytest
-from conftest import shared_path
+from testdata import shared_path
 
 from medkd_desktop.studies import CorruptStudyError, FileKind, UnsupportedStudyError, sniff
 

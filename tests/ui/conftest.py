@@ -15,14 +15,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from model_factory import write_random_model  # noqa: E402
 
 from medkd_desktop.models.architectures import create_arch  # noqa: E402
 from medkd_desktop.models.card import ModelCard  # noqa: E402
 from medkd_desktop.models.preprocess import InputSpec  # noqa: E402
 from medkd_desktop.models.weights import save_weights  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "resources" / "samples"
 
 GRAY = dict(channels=1, mean=(0.5,), std=(0.25,))
 RGB = dict(channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -44,20 +43,13 @@ def write_pair(root: Path, task: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=SIZE, **spec_kwargs)
     for seed, role, name in ((1, "teacher", "Tiny CNN5 teacher"), (2, "student", "Tiny CNN5 student")):
-        torch.manual_seed(seed)
-        model = create_arch("cnn5", num_classes=len(classes), in_chans=spec.channels, channels=CHANNELS).eval()
         # Non-negative class weights: every class then has positive Grad-CAM evidence. With signed
         # random weights a class's map is often all zero after Grad-CAM's ReLU, and "the overlay
         # shows something" could not be tested.
-        with torch.no_grad():
-            model.head.weight.abs_()
-        sha = save_weights(model, folder / f"{role}.safetensors")
-        card = ModelCard(id=f"{task}/{role}", task=task, role=role, architecture="cnn5",
-                         arch_kwargs={"channels": CHANNELS}, classes=classes, input=spec,
-                         weights_file=f"{role}.safetensors", sha256=sha, name=name,
-                         metrics={"accuracy": 0.5 if role == "teacher" else 0.25},
-                         caveats=["Random weights: for tests only."])
-        card.save(folder / f"{role}.json")
+        write_random_model(root, task, role, "cnn5", classes, spec, arch_kwargs={"channels": CHANNELS}, seed=seed,
+                           prepare=lambda m: m.head.weight.abs_(), name=name,
+                           metrics={"accuracy": 0.5 if role == "teacher" else 0.25},
+                           caveats=["Random weights: for tests only."], target_layers={})
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +88,3 @@ def window(qtbot, model_root, tmp_path):
     yield w
     w.worker.shutdown(10_000)
 
-
-def open_and_wait(qtbot, window, path, timeout=120_000):
-    """Open *path* in the window and return the Analysis the window applied."""
-    with qtbot.waitSignal(window.analysis_applied, timeout=timeout) as blocker:
-        window.open_path(path)
-    return blocker.args[0]

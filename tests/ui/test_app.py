@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import SAMPLES
+from testdata import SAMPLES
 from PIL import Image
 
 from medkd_desktop.ui.app import main

@@ -9,7 +9,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, open_and_wait
+from testdata import SAMPLES
+from ui_driver import open_and_wait
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox

@@ -1,7 +1,8 @@
 """Preferences survive a restart (same INI file, new Settings), and bad stored values fall back."""
 from __future__ import annotations
 
-from conftest import SAMPLES, open_and_wait
+from testdata import SAMPLES
+from ui_driver import open_and_wait
 
 from medkd_desktop.ui.settings import MAX_RECENT, Settings
 
