@@ -205,6 +205,8 @@ def test_cancel_stops_a_run_and_no_result_is_applied(qtbot, window):
         window.open_path(HISTO)
     assert window.cancel_button.isVisible() is False
     # The engine itself stopped between steps: the worker reports cancelled, never a finished run.
+    # (The worker's report is a queued cross-thread signal: it may land after the window's.)
+    qtbot.waitUntil(lambda: bool(worker_cancelled or worker_done), timeout=30_000)
     assert worker_cancelled and not worker_done
     assert max(fractions) < 0.5
     window.worker.wait_idle(30_000)
