@@ -30,15 +30,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from quadrant import QuadrantNet, quadrant_share  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on 2 shared cores: one thread is faster and keeps timings out of the way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = {"channels": (16, 24, 32), "stem_stride": 2}
 SMALL_TEACHER = {**SMALL, "depths": (1, 1, 2)}
 SMALL_STUDENT = {**SMALL, "depths": (1, 1, 1), "embed_dim": 32, "dflt_depth": 2, "num_heads": 2, "head_dim": 16,

@@ -16,14 +16,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from quadrant import QuadrantNet  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _blob(cy: float, cx: float, side: int = 64, sigma: float = 6.0) -> np.ndarray:
     y, x = np.mgrid[:side, :side]
     return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
