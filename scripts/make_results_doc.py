@@ -35,12 +35,50 @@ PAPER = {
 }
 
 
+#: Each task's accuracy target (issue #3) and every task that should ship a pair.
+ACCURACY_TARGET = {"cxr-covid": 0.90, "histo-lc25000": 0.95, "brain-tumor-mri": 0.92, "skin-ham10000": 0.75,
+                   "fmri-asd": 0.5}
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
 def ci(c: list[float]) -> str:
     return f"[{100 * c[0]:.1f}, {100 * c[1]:.1f}]"
+
+
+def target_checks(task: str, registry: ModelRegistry, speed: dict) -> list[str]:
+    """The issue's targets for *task*, each with the measured figure and met / NOT met."""
+    def card(role):
+        try:
+            return registry.card(task, role)
+        except Exception:
+            return None
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**NOT met**"
+
+    teacher, baseline, student = card("teacher"), card("baseline"), card("student")
+    out = []
+    target = ACCURACY_TARGET.get(task)
+    if student and target is not None:
+        lo = student.metrics["ci"]["accuracy"][0]
+        if task == "fmri-asd":
+            out.append(f"target above chance (lower CI bound > 50%): student CI starts at {pct(lo)}: {verdict(lo > 0.5)}")
+        else:
+            acc = student.metrics["accuracy"]
+            out.append(f"target student accuracy ≥ {pct(target)}: {pct(acc)} (teacher {pct(teacher.metrics['accuracy']) if teacher else '–'}): "
+                       f"{verdict(acc >= target)}")
+    if student and teacher:
+        gap = 100 * (teacher.metrics["accuracy"] - student.metrics["accuracy"])
+        out.append(f"target student within 1.5 points of the teacher: {gap:+.1f} points below: {verdict(gap <= 1.5)}")
+    if student and baseline:
+        d = 100 * (student.metrics["accuracy"] - baseline.metrics["accuracy"])
+        out.append(f"target student not below its plain baseline: {d:+.1f} points: {verdict(d >= 0)}")
+    if "speedup" in speed:
+        out.append(f"target student ≥ 3× faster: {speed['speedup']}×: {verdict(speed['speedup'] >= 3)}")
+    return out
 
 
 def main() -> int:
@@ -92,8 +130,12 @@ def main() -> int:
             s = speed[task]
             details.append(f"- CPU latency: teacher {s['teacher_ms']} ms, student {s['student_ms']} ms → "
                            f"**{s['speedup']}× faster**")
+        details += [f"- {t}" for t in target_checks(task, registry, speed.get(task, {}))]
         details.append(f"- Papers: {PAPER.get(task, '–')}")
         details.append("")
+    missing = [t for t in ACCURACY_TARGET if t not in registry.tasks()]
+    if missing:
+        details.append(f"Not trained yet (no bundled pair): {', '.join(missing)}.\n")
     lines += ["", *details]
     if mismatches:
         lines += ["## Mismatches between cards and re-measurement", "", *[f"- {m}" for m in mismatches], ""]

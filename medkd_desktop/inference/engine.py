@@ -154,6 +154,18 @@ def _modality_words(modality: str) -> str:
     return _MODALITY_WORDS.get(modality, modality or "unknown")
 
 
+def fmri_map_warning(study: Study, wanted: str | None) -> str | None:
+    """A model reading *wanted* (e.g. amplitude) maps, given a 3-D map of another or unknown kind."""
+    if not wanted or wanted in study.maps or "input" not in study.maps:
+        return None
+    other = study.maps["input"].name
+    if other != "input":
+        return (f"This is a {other} map, but the models were trained on {wanted} maps: "
+                f"their predictions and heatmaps for it are not meaningful.")
+    return (f"The models were trained on {wanted} maps; the file does not say which map it holds, "
+            f"so make sure it is a {wanted} map.")
+
+
 def task_mismatch_warning(study: Study, task: str) -> str | None:
     """A sentence when *task*'s models were not trained on studies like this one, else None.
 
@@ -550,11 +562,8 @@ class Engine:
         if mismatch:
             warnings.append(mismatch)
         for card in (pair.teacher, pair.student):
-            wanted = card.input.fmri_map
-            if wanted and wanted not in study.maps and "input" in study.maps:
-                warnings.append(f"The {card.role} model was trained on {wanted} maps; this study's 3-D map is used "
-                                f"as one, so make sure it is a {wanted} map.")
-        return list(dict.fromkeys(warnings))
+            warnings.append(fmri_map_warning(study, card.input.fmri_map))
+        return [w for w in dict.fromkeys(warnings) if w]
 
     def _inputs(self, study: Study, card: ModelCard, volume: int, z: int, tiled: bool) -> _Inputs:
         spec = card.input

@@ -10,7 +10,8 @@ same however it was stored.
 4-D series get the summary maps of :mod:`.fmri_maps` (temporal mean/std and, on the CC200
 grid, the degree and amplitude maps the ASD models read). A 3-D parcel map on the CC200 grid
 (the ABIDE degree/amplitude maps) is an fMRI input in its own right: it is returned with
-``maps["input"]`` so the model can render it as a glass brain.
+``maps["input"]`` so the model can render it as a glass brain, and also under its kind when the
+header's description names it (``parcel_map_kind``).
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def _read(path: Path) -> Study:
         log.warning("NIfTI: %d non-finite voxels set to 0", bad)
 
     affine = img.affine.copy()
+    kind = parcel_map_kind(img.header)
     del img  # drop the file's bytes before the copies below
     ras_data, ras_affine, known = _to_ras(data, affine)  # (X, Y, Z, T): X -> right, Y -> anterior, Z -> superior
     zooms = np.sqrt((ras_affine[:3, :3] ** 2).sum(axis=0))
@@ -106,7 +108,8 @@ def _read(path: Path) -> Study:
             )
     elif known and on_atlas_grid(grid_img):
         modality = "fMRI"
-        maps = {"input": MapVolume("input", np.ascontiguousarray(ras_data[..., 0], dtype=np.float32), ras_affine.copy())}
+        volume = MapVolume(kind or "input", np.ascontiguousarray(ras_data[..., 0], dtype=np.float32), ras_affine.copy())
+        maps = {"input": volume, **({kind: volume} if kind else {})}
 
     # Display order: (T, Z, H=A->P, W=R->L): rows run anterior to posterior, columns patient
     # right to left (radiological), slices inferior to superior.
@@ -138,6 +141,26 @@ def _read(path: Path) -> Study:
         warnings=warnings,
         maps=maps,
     )
+
+
+def parcel_map_kind(header) -> str | None:
+    """"degree" or "amplitude" when the header's description names the map, else None.
+
+    Why: a 3-D parcel map does not say by its voxels which summary it is, and a model trained on
+    amplitude maps says nothing useful about a degree map. ABIDE-derived maps carry it in
+    ``descrip`` ("... CC200 parcel degree" / "... parcel std"); only the kind is kept, never the
+    rest of the text (it may hold a subject identifier).
+    """
+    try:
+        text = np.asarray(header["descrip"]).tobytes().split(b"\0")[0].decode("ascii", "replace").lower()
+    except (KeyError, TypeError, ValueError):
+        return None
+    words = set(text.replace("_", " ").split())
+    if "degree" in words:
+        return "degree"
+    if words & {"std", "amplitude"}:
+        return "amplitude"
+    return None
 
 
 def _to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:

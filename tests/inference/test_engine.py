@@ -160,16 +160,23 @@ def test_histology_tile_with_several_methods(engine):
         engine.analyze(study, "histo-lc25000", ["saliency-magic"])
 
 
-def test_fmri_degree_map_is_analysed_on_its_glass_brain(engine):
-    study = open_study(SAMPLES / "fmri_degree_map_abide_nyu_0050957.nii.gz")
+def test_fmri_amplitude_map_is_analysed_on_its_glass_brain(engine):
+    study = open_study(SAMPLES / "fmri_amplitude_map_abide_nyu_0050957.nii.gz")
     a = engine.analyze(study, "fmri-asd", ["layercam"])
     check_analysis(a, ("layercam",))
     assert a.image.ndim == 3 and a.image.shape[2] == 3 and a.image.shape[:2] != study.shape[:2]
-    # The card wants amplitude maps; the study's own 3-D map is used and the user is told.
-    assert any("amplitude" in w for w in a.warnings)
+    assert not any("map" in w for w in a.warnings)  # the header names it an amplitude map: what the card reads
     other = open_study(SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg")
     with pytest.raises(IncompatibleStudyError, match="fMRI summary maps"):
         engine.analyze(other, "fmri-asd", ["gradcam"])
+
+
+def test_a_degree_map_given_to_amplitude_models_is_warned_about_once(engine):
+    study = open_study(shared_path("fmri-asd", "degree", "NYU_0050957_cc200_degree.nii.gz"))
+    a = engine.analyze(study, "fmri-asd", ["gradcam"])
+    assert [w for w in a.warnings if "map" in w] == [
+        "This is a degree map, but the models were trained on amplitude maps: "
+        "their predictions and heatmaps for it are not meaningful."]
 
 
 def test_cancel_stops_between_steps(engine):

@@ -113,10 +113,21 @@ def test_abide_degree_map_opens_as_fmri_input_map():
     path = shared_path("fmri-asd", "degree", "NYU_0050952_cc200_degree.nii.gz")
     study = read_nifti(path)
     assert study.modality == "fMRI" and study.n_volumes == 1
-    assert set(study.maps) == {"input"}
+    assert set(study.maps) == {"input", "degree"}  # the header's description names the map
+    assert study.maps["degree"] is study.maps["input"]
     ref = nib.as_closest_canonical(nib.load(path))
     assert np.array_equal(study.maps["input"].data, ref.get_fdata(dtype=np.float32))
     assert np.allclose(study.maps["input"].affine, ref.affine)
+
+
+def test_amplitude_map_is_named_from_its_header_and_an_unnamed_map_stays_input(tmp_path):
+    path = shared_path("fmri-asd", "amplitude", "NYU_0050952_cc200_std.nii.gz")
+    assert set(read_nifti(path).maps) == {"input", "amplitude"}
+    img = nib.load(path)
+    img.header["descrip"] = b"exported by some tool"
+    unnamed = tmp_path / "map.nii.gz"
+    nib.save(nib.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine, img.header), unnamed)
+    assert set(read_nifti(unnamed).maps) == {"input"}
 
 
 def test_short_series_on_the_atlas_grid_warns_about_connectivity():

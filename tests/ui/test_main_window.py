@@ -19,7 +19,7 @@ CHEST = SAMPLES / "chest_xray_cr_pa_nema.dcm"
 MR_SERIES = SAMPLES / "mr_brain_epi_mosaic_series"
 HISTO = SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg"
 DERMO = SAMPLES / "dermoscopy_melanoma_ham10000.jpg"
-FMRI = SAMPLES / "fmri_degree_map_abide_nyu_0050957.nii.gz"
+FMRI = SAMPLES / "fmri_amplitude_map_abide_nyu_0050957.nii.gz"
 
 
 def _visible_text(window) -> str:
