@@ -4,7 +4,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO ?= resources/samples/chest_xray_cr_pa_nema.dcm
+# The chest CR DICOM once its pair is bundled; until then the histology tile (its pair is).
+DEMO ?= $(if $(wildcard trained_models/cxr-covid/student.json),resources/samples/chest_xray_cr_pa_nema.dcm,resources/samples/histology_lung_adenocarcinoma_lc25000.jpg)
 
 .PHONY: run test bench clean
 
@@ -22,7 +23,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # With a display: the review window on the demo study. Without one: a screenshot of the window
-# and the PDF report into demo-output/. Until trained models are bundled, the study summary only.
+# and the PDF report into demo-output/.
 run: $(VENV)/.installed
 	$(BIN)/medkd info $(DEMO)
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/medkd-desktop $(DEMO); \
@@ -30,7 +31,7 @@ run: $(VENV)/.installed
 	  QT_QPA_PLATFORM=offscreen $(BIN)/medkd-desktop $(DEMO) --screenshot demo-output/window.png && \
 	  $(BIN)/medkd analyze $(DEMO) --out demo-output && \
 	  echo "No display: wrote demo-output/window.png and demo-output/report.pdf"; \
-	fi || echo "(no trained teacher/student pair is bundled yet: see trained_models/ and configs/)"
+	fi || echo "(the review needs a bundled teacher/student pair for this study: see trained_models/ and configs/)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
