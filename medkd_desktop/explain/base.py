@@ -183,8 +183,9 @@ def stage_names(model: nn.Module, card: Any = None) -> list[str]:
 def target_layers(model: nn.Module, method: str, card: Any = None) -> list[str]:
     """The layer names *method* reads on *model*.
 
-    The card may name them per method (``target_layers = {"gradcam": "model.blocks.5"}``);
-    otherwise the method's rule applies to the stage list:
+    The card may name them per method (``target_layers = {"gradcam": "model.blocks.5"}``), then
+    the architecture (``model.method_layers``, e.g. Score-CAM on the input of MobileNetV3's
+    pointwise head conv); otherwise the method's rule applies to the stage list:
 
     * ``last`` (Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, Eigen-CAM): the deepest stage, the
       last spatial map the head reads. For the HDKD student that is the DFLT token stage, read
@@ -196,7 +197,7 @@ def target_layers(model: nn.Module, method: str, card: Any = None) -> list[str]:
     * ``attention``: the model's attention layers, found at run time.
     """
     info = explainer_info(method)
-    override = (getattr(card, "target_layers", None) or {}).get(method)
+    override = (getattr(card, "target_layers", None) or {}).get(method) or getattr(model, "method_layers", {}).get(method)
     if override:
         return [override] if isinstance(override, str) else list(override)
     if info.layer_rule == "attention":

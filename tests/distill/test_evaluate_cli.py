@@ -53,8 +53,11 @@ def test_evaluate_reproduces_the_card_and_counts_every_row_without_split(tmp_pat
     assert evaluate()["n"] == n_rows  # no --split: every row counts
 
 
-def test_bundled_cards_reproduce_their_test_metrics():
-    """Every bundled model, re-evaluated on its manifest's test split, gives its card's figures."""
+def test_bundled_cards_reproduce_their_test_metrics(tmp_path):
+    """Every bundled model, re-evaluated on its manifest's test split, gives its card's figures.
+
+    One cache folder for all cards: a task's three models share their preprocessed test split
+    (the fMRI glass brains are rendered once, not three times)."""
     import pytest
     import torch
 
@@ -66,6 +69,7 @@ def test_bundled_cards_reproduce_their_test_metrics():
         pytest.skip("no bundled models in trained_models/ yet")
     data = shared_path()
     for card in cards:
-        result = evaluate_card(card, load_model(card), data / card.training["manifest"], "test", torch.device("cpu"))
+        result = evaluate_card(card, load_model(card), data / card.training["manifest"], "test", torch.device("cpu"),
+                               cache_dir=tmp_path)
         assert result["accuracy"] == card.metrics["accuracy"], card.id
         assert result["confusion"] == card.metrics["confusion"], card.id

@@ -24,6 +24,7 @@ from medkd_desktop.explain.cam import BATCH_CANDIDATES, _batch_cache, scorecam_b
 from medkd_desktop.explain.dfs_ex import attention_modules
 from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
+from medkd_desktop.models.hooks import capture_outputs
 from medkd_desktop.models.preprocess import InputSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -112,6 +113,22 @@ def test_layer_rules_per_architecture():
                      input=InputSpec(size=64, channels=1), weights_file="w", sha256="0",
                      target_layers={"stages": cnn5.stage_names, "gradcam": "block3.act"})
     assert explain(cnn5, x, "gradcam", card=card).layers == ["block3.act"]
+
+
+def test_scorecam_on_mobilenet_reads_the_narrow_input_of_its_pointwise_head():
+    net = _build("timm:mobilenetv3_small_100", {}, 3)
+    # blocks.5 is one 1x1 conv 96 -> 576 on the same 1/32 grid: Score-CAM runs 96 forwards, not 576.
+    assert target_layers(net, "gradcam") == ["model.blocks.5"]
+    assert target_layers(net, "scorecam") == ["model.blocks.4"]
+    x = torch.rand(3, 64, 64)
+    with capture_outputs(net, ["model.blocks.4", "model.blocks.5"]) as feats:
+        net(x[None])
+    grid = dict(zip(["model.blocks.4", "model.blocks.5"], (f.shape for f in feats)))
+    assert grid["model.blocks.4"][1] == 96 and grid["model.blocks.5"][1] == 576
+    assert grid["model.blocks.4"][-2:] == grid["model.blocks.5"][-2:]
+    assert explain(net, x, "scorecam").layers == ["model.blocks.4"]
+    # A network whose last stage is not a lone pointwise conv keeps the generic rule.
+    assert target_layers(_build("timm:resnet18", {}, 3), "scorecam") == ["model.layer4"]
 
 
 def test_feature_maps_are_an_ordered_strip_of_every_stage():
