@@ -28,14 +28,13 @@ def _input_of_pointwise_head(net: nn.Module, last: str) -> str | None:
     the channels of its input, so its input holds the same spatial information at the same
     resolution; for MobileNetV3-Small that is 96 instead of 576 forward passes.
     """
-    convs = [m for m in dict(net.named_modules())[last].modules() if isinstance(m, nn.Conv2d)]
+    modules = dict(net.named_modules())
+    convs = [m for m in modules[last].modules() if isinstance(m, nn.Conv2d)]
     if len(convs) != 1 or convs[0].kernel_size != (1, 1) or convs[0].stride != (1, 1):
         return None
     parent, _, index = last.rpartition(".")
-    if not index.isdigit() or int(index) == 0:
-        return None
-    previous = f"{parent}.{int(index) - 1}"
-    return previous if previous in dict(net.named_modules()) else None
+    previous = f"{parent}.{int(index) - 1}" if index.isdigit() and int(index) > 0 else None
+    return previous if previous in modules else None
 
 
 class TimmNet(HookedStages, nn.Module):
