@@ -24,7 +24,6 @@ from .cam import cam_classes, scorecam_batch_size
 from .metrics import agreement, deletion_auc, insertion_auc, iou_topk, pair_agreement, pearson, road, ssim
 
 
-
 def preload() -> None:
     """Import pytorch-grad-cam now (it is loaded on first use: torchvision, scikit-learn and
     OpenCV come with it). A worker can call this at start so the first analysis does not wait."""

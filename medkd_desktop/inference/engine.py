@@ -160,7 +160,8 @@ def fmri_map_warning(study: Study, wanted: str | None) -> str | None:
         return None
     other = study.maps["input"].name
     if other != "input":
-        return (f"This is a {other} map, but the models were trained on {wanted} maps: "
+        article = "an" if other[0] in "aeiou" else "a"
+        return (f"This is {article} {other} map, but the models were trained on {wanted} maps: "
                 f"their predictions and heatmaps for it are not meaningful.")
     return (f"The models were trained on {wanted} maps; the file does not say which map it holds, "
             f"so make sure it is a {wanted} map.")

@@ -79,4 +79,3 @@ class CNN5(HookedStages, nn.Module):
         for i in range(len(self.stage_names)):
             x = getattr(self, f"block{i + 1}")(x)
         return self.head(self.dropout(self.pool(x).flatten(1)))
-

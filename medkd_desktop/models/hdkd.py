@@ -357,7 +357,6 @@ class HDKDTeacher(HookedStages, nn.Module):
         return self.head(self.pool(x).flatten(1))
 
 
-
 class HDKDStudent(nn.Module):
     """HDKD hybrid student: the teacher's three stages (fewer blocks), then DFLT (§3.4).
 

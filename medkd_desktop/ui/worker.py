@@ -79,6 +79,8 @@ class _Bridge(QObject):
 #: shared with a training run (DenseNet-121 + MobileNetV3 Grad-CAM, 4 rounds of 3 analyses),
 #: niceness 5 vs 0 gave event-loop gaps p99 22-54 ms vs 50-170 ms (max 65-125 vs 70-183 ms),
 #: and study-to-overlays 1.6-2.3 s vs 1.1-1.4 s. A frozen window is worse than a slower heatmap.
+#: (Those figures came from the benchmark's old busy-wait loop, which itself held one core: the
+#: trade-off is right in kind, its size should be re-measured with the fixed `medkd bench gui`.)
 WORKER_NICENESS = 5
 _local = threading.local()
 

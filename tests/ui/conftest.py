@@ -14,14 +14,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from model_factory import write_random_model  # noqa: E402
 
-from medkd_desktop.models.architectures import create_arch  # noqa: E402
-from medkd_desktop.models.card import ModelCard  # noqa: E402
 from medkd_desktop.models.preprocess import InputSpec  # noqa: E402
-from medkd_desktop.models.weights import save_weights  # noqa: E402
-
 
 GRAY = dict(channels=1, mean=(0.5,), std=(0.25,))
 RGB = dict(channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -31,7 +26,7 @@ TASKS: dict[str, tuple[list[str], dict]] = {
     "brain-tumor-mri": (["glioma", "meningioma", "notumor", "pituitary"], GRAY),
     "histo-lc25000": (["colon_aca", "colon_n", "lung_aca", "lung_n", "lung_scc"], RGB),
     "skin-ham10000": (["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], RGB),
-    "fmri-asd": (["asd", "control"], dict(RGB, fmri_map="degree")),
+    "fmri-asd": (["asd", "control"], dict(RGB, fmri_map="amplitude")),  # the map the bundled models read
 }
 SIZE = 64
 CHANNELS = [8, 8, 16, 16, 32]  # CNN5, narrow: a forward pass takes a millisecond
@@ -39,8 +34,6 @@ CHANNELS = [8, 8, 16, 16, 32]  # CNN5, narrow: a forward pass takes a millisecon
 
 def write_pair(root: Path, task: str) -> None:
     classes, spec_kwargs = TASKS[task]
-    folder = root / task
-    folder.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=SIZE, **spec_kwargs)
     for seed, role, name in ((1, "teacher", "Tiny CNN5 teacher"), (2, "student", "Tiny CNN5 student")):
         # Non-negative class weights: every class then has positive Grad-CAM evidence. With signed
