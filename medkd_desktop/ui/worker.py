@@ -11,6 +11,7 @@ is reported as cancelled and never applied, so a late result cannot overwrite a 
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -75,12 +76,10 @@ class _Bridge(QObject):
 
 #: Niceness added to the pool thread. When the CPU is shared (another program, a training run),
 #: the GUI thread then wins the CPU whenever it has something to do; with a free core per
-#: thread it changes nothing. The price is paid only under contention: measured on 2 cores
-#: shared with a training run (DenseNet-121 + MobileNetV3 Grad-CAM, 4 rounds of 3 analyses),
-#: niceness 5 vs 0 gave event-loop gaps p99 22-54 ms vs 50-170 ms (max 65-125 vs 70-183 ms),
-#: and study-to-overlays 1.6-2.3 s vs 1.1-1.4 s. A frozen window is worse than a slower heatmap.
-#: (Those figures came from the benchmark's old busy-wait loop, which itself held one core: the
-#: trade-off is right in kind, its size should be re-measured with the fixed `medkd bench gui`.)
+#: thread it changes little. Measured with the histology pair on 2 cores, 1 torch thread, 5
+#: analyses per run: quiet, niceness 5 vs 0 gave longest loop gap 47-62 vs 58-64 ms and
+#: study-to-overlays 370-395 vs 323-331 ms; beside a training run, gap 76 vs 142 ms (p99 45 vs
+#: 113) at 485 vs 474 ms. A frozen window is worse than a slightly slower heatmap.
 WORKER_NICENESS = 5
 _local = threading.local()
 
@@ -234,6 +233,10 @@ class Worker(QObject):
             except Exception as exc:  # noqa: BLE001 - ModelUnavailableError and friends: report, don't crash
                 self.bridge.models_failed.emit(job_id, str(exc))
                 return
+            # The loaded models are long-lived: freezing them out of the cyclic GC keeps later
+            # full collections short (one right after a teacher loads took 387 ms, all of it with
+            # the GIL held, so the window could not paint).
+            gc.freeze()
             self.bridge.models_loaded.emit(job_id, pair.task, time.perf_counter() - t0, both)
 
         self._submit(job)
@@ -315,10 +318,24 @@ class Worker(QObject):
         self._pool.waitForDone(msecs)
 
 
+def analysis_threads(cpu_count: int | None = None) -> int:
+    """Torch threads for the window's analyses: every core but one, which stays free for the GUI.
+
+    Measured on 2 cores (histology pair, `medkd bench gui`-style runs alternated, 3 each): 1 thread
+    vs 2 gave study-to-overlays 358-396 vs 433-495 ms and longest loop gap 56-74 vs 71-110 ms. With
+    every core busy in torch, the window's own painting (about 20 ms a repaint) has to wait for one.
+    """
+    return max(1, (cpu_count or os.cpu_count() or 1) - 1)
+
+
 def default_engine_factory(device: str | None) -> tuple[Any, Any]:
     """Build the real engine and registry (imports torch; runs on the pool thread)."""
+    import torch
+
     from ..inference.engine import Engine
     from ..models.registry import ModelRegistry
+
+    torch.set_num_threads(analysis_threads())
 
     registry = ModelRegistry()
     engine = Engine(registry=registry, device=None if device in (None, "auto") else device)
