@@ -66,13 +66,26 @@ def _cmd_info(args: argparse.Namespace) -> None:
         print(f"{'warning':>16}: {w}")
 
 
+def _measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a benchmark and record the CPU steal it ran under (warned about on stderr when high)."""
+    from .bench.timing import STEAL_WARN_PCT, CpuSteal
+
+    with CpuSteal() as steal:
+        result = run()
+    result["cpu_steal_pct"] = steal.pct
+    if steal.pct is not None and steal.pct > STEAL_WARN_PCT:
+        print(f"warning: the host took {steal.pct:.0f}% of the CPU during this run (virtual machine steal); "
+              "timings are inflated, run again on a quieter machine", file=sys.stderr)
+    return result
+
+
 def _cmd_bench_load(args: argparse.Namespace) -> None:
     from .bench.load import bench_load
 
     root = Path(args.data) if args.data else shared_data_dir()
     if not root.exists():
         raise UserError(f"data folder not found: {root} (pass --data DIR)")
-    result = bench_load(root, repeat=args.repeat)
+    result = _measured(lambda: bench_load(root, repeat=args.repeat))
     if args.json:
         _print_json(result)
         return
@@ -158,7 +171,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_bench_inference(args: argparse.Namespace) -> None:
     from .bench.inference import bench_inference
 
-    result = bench_inference(repeat=args.repeat, threads=args.threads)
+    result = _measured(lambda: bench_inference(repeat=args.repeat, threads=args.threads))
     if args.json:
         _print_json(result)
         return
@@ -323,8 +336,9 @@ def _cmd_bench_explain(args: argparse.Namespace) -> None:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     try:
-        result = jsonable(bench_explain(data_root=root, n_images=args.images, methods=methods, tasks=tasks,
-                                        threads=args.threads, steps=args.steps, batching=not args.no_batching))
+        result = _measured(lambda: jsonable(bench_explain(
+            data_root=root, n_images=args.images, methods=methods, tasks=tasks, threads=args.threads,
+            steps=args.steps, batching=not args.no_batching)))
     except ExplainError as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -350,7 +364,7 @@ def _cmd_bench_gui(args: argparse.Namespace) -> None:
     path = Path(args.path) if args.path else None
     if path is not None and not path.exists():
         raise UserError(f"study not found: {path}")
-    _print_json(bench_gui(path, task=args.task, repeat=args.repeat, launch_runs=args.launch_runs))
+    _print_json(_measured(lambda: bench_gui(path, task=args.task, repeat=args.repeat, launch_runs=args.launch_runs)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from medkd_desktop.bench.explain import jsonable, manifest_for, pick_test_rows  # noqa: E402
+from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
 from medkd_desktop.explain import list_methods  # noqa: E402
 from medkd_desktop.explain.compare import compare_on_study  # noqa: E402
 from medkd_desktop.explain.overlay import blend  # noqa: E402
@@ -215,60 +216,63 @@ def main() -> int:
         "be using something other than anatomy (see each model card's caveats).",
         "",
     ]
-    for task in tasks:
-        md += [f"## {task}", ""]
-        try:
-            pair = registry.pair(task)
-        except ModelLoadError as exc:
-            md += [f"_Not available yet: {exc}_", ""]
-            continue
-        rows = pick_test_rows(manifest_for(pair.student, data_root), pair.student, 1)
-        if not rows:
-            md += ["_No test image found._", ""]
-            continue
-        row = rows[0]
-        print(f"{task}: {row.path.name}", file=sys.stderr)
-        summary, maps, prepared = compare_on_study(open_study(row.path), pair, registry,
-                                                   [m for m in methods if m in list_methods()], faithfulness=True)
-        summary = jsonable(summary)
-        fig_path = img_dir / f"explanations_{task}.png"
-        task_figure(task, summary, maps, prepared, fig_path)
-        strip_path = img_dir / f"feature_maps_{task}.png"
-        has_strip = strip_figure(task, maps, prepared, strip_path)
-        rel = lambda p: Path(p).resolve().relative_to(out.parent.resolve()).as_posix()  # noqa: E731
-        t, s = pair.teacher, pair.student
-        md += [
-            f"Image: `{row.path.parent.name}/{row.path.name}` (true label **{row.label}**, test split). "
-            f"Teacher `{t.id}` ({t.name or t.architecture}), student `{s.id}` ({s.name or s.architecture}).",
-            "",
-            "| model | prediction | probability |",
-            "|---|---|---|",
-            *[f"| {role} | {m['predicted']} | {m['probabilities'][m['predicted']]:.1%} |"
-              for role, m in summary["models"].items()],
-            "",
-            f"![{task} explanations]({rel(fig_path)})",
-            "",
-        ]
-        if has_strip:
-            md += [f"![{task} average feature maps]({rel(strip_path)})", ""]
-        md += [
-            "| method | teacher ms | student ms | r | SSIM | top-20 % IoU | deletion T / S | insertion T / S | ROAD T / S |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for method, e in summary["methods"].items():
-            te, se, a = e.get("teacher") or {}, e.get("student") or {}, e.get("agreement") or {}
-            md.append(
-                f"| {METHOD_TITLES.get(method, method)} | {fmt(te.get('ms'), 0)} | {fmt(se.get('ms'), 0)} | "
-                f"{fmt(a.get('pearson'))} | {fmt(a.get('ssim'))} | {fmt(a.get('iou_top20'))} | "
-                f"{fmt(te.get('deletion_auc'))} / {fmt(se.get('deletion_auc'))} | "
-                f"{fmt(te.get('insertion_auc'))} / {fmt(se.get('insertion_auc'))} | "
-                f"{fmt(te.get('road'))} / {fmt(se.get('road'))} |"
-            )
-        md += ["", "**What this means for a clinician**", "", *reading_for_clinicians(task, summary)]
-        caveats = list(dict.fromkeys([*t.caveats, *s.caveats]))
-        if caveats:
-            md += ["", "Known caveats of these models (from their model cards):", "", *[f"- {c}" for c in caveats]]
-        md.append("")
+    with CpuSteal() as steal:
+        for task in tasks:
+            md += [f"## {task}", ""]
+            try:
+                pair = registry.pair(task)
+            except ModelLoadError as exc:
+                md += [f"_Not available yet: {exc}_", ""]
+                continue
+            rows = pick_test_rows(manifest_for(pair.student, data_root), pair.student, 1)
+            if not rows:
+                md += ["_No test image found._", ""]
+                continue
+            row = rows[0]
+            print(f"{task}: {row.path.name}", file=sys.stderr)
+            summary, maps, prepared = compare_on_study(open_study(row.path), pair, registry,
+                                                       [m for m in methods if m in list_methods()], faithfulness=True)
+            summary = jsonable(summary)
+            fig_path = img_dir / f"explanations_{task}.png"
+            task_figure(task, summary, maps, prepared, fig_path)
+            strip_path = img_dir / f"feature_maps_{task}.png"
+            has_strip = strip_figure(task, maps, prepared, strip_path)
+            rel = lambda p: Path(p).resolve().relative_to(out.parent.resolve()).as_posix()  # noqa: E731
+            t, s = pair.teacher, pair.student
+            md += [
+                f"Image: `{row.path.parent.name}/{row.path.name}` (true label **{row.label}**, test split). "
+                f"Teacher `{t.id}` ({t.name or t.architecture}), student `{s.id}` ({s.name or s.architecture}).",
+                "",
+                "| model | prediction | probability |",
+                "|---|---|---|",
+                *[f"| {role} | {m['predicted']} | {m['probabilities'][m['predicted']]:.1%} |"
+                  for role, m in summary["models"].items()],
+                "",
+                f"![{task} explanations]({rel(fig_path)})",
+                "",
+            ]
+            if has_strip:
+                md += [f"![{task} average feature maps]({rel(strip_path)})", ""]
+            md += [
+                "| method | teacher ms | student ms | r | SSIM | top-20 % IoU | deletion T / S | insertion T / S | ROAD T / S |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for method, e in summary["methods"].items():
+                te, se, a = e.get("teacher") or {}, e.get("student") or {}, e.get("agreement") or {}
+                md.append(
+                    f"| {METHOD_TITLES.get(method, method)} | {fmt(te.get('ms'), 0)} | {fmt(se.get('ms'), 0)} | "
+                    f"{fmt(a.get('pearson'))} | {fmt(a.get('ssim'))} | {fmt(a.get('iou_top20'))} | "
+                    f"{fmt(te.get('deletion_auc'))} / {fmt(se.get('deletion_auc'))} | "
+                    f"{fmt(te.get('insertion_auc'))} / {fmt(se.get('insertion_auc'))} | "
+                    f"{fmt(te.get('road'))} / {fmt(se.get('road'))} |"
+                )
+            md += ["", "**What this means for a clinician**", "", *reading_for_clinicians(task, summary)]
+            caveats = list(dict.fromkeys([*t.caveats, *s.caveats]))
+            if caveats:
+                md += ["", "Known caveats of these models (from their model cards):", "", *[f"- {c}" for c in caveats]]
+            md.append("")
+    md += [f"_Timings: {torch.get_num_threads()} CPU threads; the virtual machine's host took "
+           f"{fmt(steal.pct, 0)}% of the CPU meanwhile (steal), which inflates times by about 1 / (1 - steal)._", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md) + "\n")
     print(f"wrote {out}", file=sys.stderr)

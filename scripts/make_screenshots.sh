@@ -7,15 +7,23 @@ set -u
 cd "$(dirname "$0")/.."
 method=${1:-gradcam}
 mkdir -p docs/screenshots
-shoot() {  # shoot TASK SAMPLE
+shoot() {  # shoot TASK STUDY_PATH
   if [ ! -f "trained_models/$1/teacher.json" ] || [ ! -f "trained_models/$1/student.json" ]; then
     echo "skip $1: no bundled pair"; return
   fi
-  QT_QPA_PLATFORM=offscreen .venv/bin/medkd-desktop "resources/samples/$2" --task "$1" --method "$method" \
+  QT_QPA_PLATFORM=offscreen .venv/bin/medkd-desktop "$2" --task "$1" --method "$method" \
     --screenshot "docs/screenshots/$1.png" && echo "wrote docs/screenshots/$1.png"
 }
-shoot cxr-covid chest_xray_cr_pa_nema.dcm
-shoot histo-lc25000 histology_lung_adenocarcinoma_lc25000.jpg
-shoot brain-tumor-mri mr_brain_epi_mosaic_series
-shoot skin-ham10000 dermoscopy_melanoma_ham10000.jpg
-shoot fmri-asd fmri_amplitude_map_abide_nyu_0050957.nii.gz
+samples=resources/samples
+# The bundled MR sample is an EPI mosaic series (a loader sample), not the contrast-enhanced slice
+# the tumour models read; the shared data's first glioma test slice shows the model on its own kind.
+brain=$samples/mr_brain_epi_mosaic_series
+data=../shared/data/brain-tumor-mri
+if [ -f "$data/manifest.csv" ]; then
+  brain="$data/$(grep -m1 ',glioma,.*,test,' "$data/manifest.csv" | cut -d, -f1)"
+fi
+shoot cxr-covid $samples/chest_xray_cr_pa_nema.dcm
+shoot histo-lc25000 $samples/histology_lung_adenocarcinoma_lc25000.jpg
+shoot brain-tumor-mri "$brain"
+shoot skin-ham10000 $samples/dermoscopy_melanoma_ham10000.jpg
+shoot fmri-asd $samples/fmri_amplitude_map_abide_nyu_0050957.nii.gz

@@ -17,3 +17,40 @@ def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[s
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2), "runs": repeat}
+
+
+#: Above this share of stolen CPU a benchmark says its timings are inflated.
+STEAL_WARN_PCT = 10.0
+
+
+def _cpu_times() -> list[int] | None:
+    """user, nice, system, idle, iowait, irq, softirq, steal (Linux ``/proc/stat``); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    return [int(v) for v in fields[1:9]] if fields and fields[0] == "cpu" and len(fields) >= 9 else None
+
+
+class CpuSteal:
+    """CPU time the virtual machine's host took back while a block ran, in percent.
+
+    Why: on a shared virtual machine the host can take most of the CPU (seen on the 2-core
+    development machine: 60-96 % for minutes at a time), which inflates every timing by the
+    same factor; a benchmark figure is only comparable with the steal it was taken under.
+    """
+
+    def __init__(self) -> None:
+        self.pct: float | None = None
+        self._before: list[int] | None = None
+
+    def __enter__(self) -> CpuSteal:
+        self._before = _cpu_times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = _cpu_times()
+        if self._before and after:
+            total = sum(after) - sum(self._before)
+            self.pct = round(100.0 * (after[7] - self._before[7]) / total, 1) if total > 0 else None
