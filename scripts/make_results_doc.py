@@ -73,11 +73,11 @@ def target_checks(task: str, registry: ModelRegistry, speed: dict) -> list[str]:
             out.append(f"target student accuracy ≥ {pct(target)}: {pct(acc)} (teacher {pct(teacher.metrics['accuracy']) if teacher else '–'}): "
                        f"{verdict(acc >= target)}")
     if student and teacher:
-        gap = 100 * (teacher.metrics["accuracy"] - student.metrics["accuracy"])
-        out.append(f"target student within 1.5 points of the teacher: {gap:+.1f} points below: {verdict(gap <= 1.5)}")
+        d = 100 * (student.metrics["accuracy"] - teacher.metrics["accuracy"])
+        out.append(f"target student within 1.5 points of the teacher: student − teacher {d:+.1f} points: {verdict(d >= -1.5)}")
     if student and baseline:
         d = 100 * (student.metrics["accuracy"] - baseline.metrics["accuracy"])
-        out.append(f"target student not below its plain baseline: {d:+.1f} points: {verdict(d >= 0)}")
+        out.append(f"target student not below its plain baseline: student − baseline {d:+.1f} points: {verdict(d >= 0)}")
     if "speedup" in speed:
         out.append(f"target student ≥ 3× faster: {speed['speedup']}×: {verdict(speed['speedup'] >= 3)}")
     return out
