@@ -318,14 +318,14 @@ class Worker(QObject):
         self._pool.waitForDone(msecs)
 
 
-def analysis_threads(cpu_count: int | None = None) -> int:
+def analysis_threads() -> int:
     """Torch threads for the window's analyses: every core but one, which stays free for the GUI.
 
     Measured on 2 cores (histology pair, `medkd bench gui`-style runs alternated, 3 each): 1 thread
     vs 2 gave study-to-overlays 358-396 vs 433-495 ms and longest loop gap 56-74 vs 71-110 ms. With
     every core busy in torch, the window's own painting (about 20 ms a repaint) has to wait for one.
     """
-    return max(1, (cpu_count or os.cpu_count() or 1) - 1)
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def default_engine_factory(device: str | None) -> tuple[Any, Any]:
