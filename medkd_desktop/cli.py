@@ -117,7 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     trainer = Trainer(cfg, device=args.device, run_dir=Path(args.run_dir) if args.run_dir else None,
                       data_root=Path(args.data) if args.data else None, emit=emit,
-                      command=["medkd", *args.argv])
+                      command=["medkd", *args.argv], threads=args.threads)
     trainer.run()
 
 
@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="checkpoint folder (default: the user cache dir, runs/<task>-<stem>)")
     train.add_argument("--data", help="shared data folder (default ../shared/data)")
     train.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    train.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
     train.set_defaults(func=_cmd_train)
 
     an = sub.add_parser("analyze", help="teacher and student on one study: predictions, heatmaps, report files")

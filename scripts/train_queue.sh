@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the bundled models in order, in the background, resuming where a killed run stopped.
-# A model whose card already exists in trained_models/ is skipped. Usage:
+# A model whose card already exists in trained_models/ is skipped; MEDKD_THREADS=N sets torch threads. Usage:
 #   nohup scripts/train_queue.sh configs/histo-lc25000-teacher.toml ... > runs/queue.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
@@ -12,6 +12,6 @@ for cfg in "$@"; do
   role=$(sed -n 's/^role = "\(.*\)"/\1/p' "$cfg")
   if [ -f "trained_models/$task/$role.json" ]; then echo "skip $name (card exists)"; continue; fi
   echo "$(date -u +%FT%TZ) start $name"
-  .venv/bin/medkd train --config "$cfg" >> "runs/logs/$name.jsonl" 2>> "runs/logs/$name.err" \
+  .venv/bin/medkd train --config "$cfg" ${MEDKD_THREADS:+--threads "$MEDKD_THREADS"} >> "runs/logs/$name.jsonl" 2>> "runs/logs/$name.err" \
     && echo "$(date -u +%FT%TZ) done $name" || echo "$(date -u +%FT%TZ) FAILED $name"
 done

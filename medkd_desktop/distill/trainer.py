@@ -91,7 +91,7 @@ def _model_stats(model: torch.nn.Module, channels: int, size: int) -> tuple[int,
 class Trainer:
     def __init__(self, cfg: TrainConfig, *, device: str | None = None, run_dir: Path | None = None,
                  data_root: Path | None = None, cache_dir: Path | None = None, emit: Emit | None = None,
-                 should_stop: Callable[[], bool] | None = None, command: list[str] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None, command: list[str] | None = None, threads: int = 0) -> None:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.data_root = data_root or shared_data_dir()
@@ -101,7 +101,9 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self.command = command or sys.argv
         if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            # Two one-thread runs side by side beat one two-thread run on a VM whose host steals
+            # CPU time: a descheduled thread stalls its partner at every OpenMP barrier.
+            torch.set_num_threads(threads or os.cpu_count() or 1)
 
     # -- data ---------------------------------------------------------------------------
     def _split(self, manifest: Path, name: str) -> CachedSplit:

@@ -199,7 +199,7 @@ def propose_pair(study: Study, registry: ModelRegistry, chosen: str | None = Non
     (``registry.propose_task`` rule), else ``(None, reason)``. With *chosen* (the user's pick):
     ``(chosen, mismatch warning or None)``.
     """
-    available = registry.tasks()
+    available = registry.paired_tasks()
     if chosen is not None:
         if chosen not in available:
             listing = ", ".join(available) or "none installed"

@@ -81,6 +81,14 @@ class ModelRegistry:
     def tasks(self) -> list[str]:
         return sorted({c.task for c in self.cards.values()})
 
+    def paired_tasks(self) -> list[str]:
+        """Tasks the app can analyse: a teacher and a student are both installed (a task whose
+        student is still training has only its teacher's card)."""
+        roles: dict[str, set[str]] = {}
+        for c in self.cards.values():
+            roles.setdefault(c.task, set()).add(c.role)
+        return sorted(t for t, r in roles.items() if {"teacher", "student"} <= r)
+
     def card(self, task: str, role: str) -> ModelCard:
         matches = [c for c in self.cards.values() if c.task == task and c.role == role]
         if not matches:

@@ -231,7 +231,7 @@ def bench_gui(path: Path | None = None, task: str | None = None, repeat: int = 5
             from ..models.registry import TASK_BY_MODALITY
 
             wanted = TASK_BY_MODALITY.get(open_study(path).modality)
-        if wanted and wanted not in ModelRegistry().tasks():
+        if wanted and wanted not in ModelRegistry().paired_tasks():
             archs = write_random_pair(Path(tmp), wanted)
             models_dir = Path(tmp)
             models_note = f"random-init {archs['teacher']} / {archs['student']} (no trained {wanted} models installed)"

@@ -333,12 +333,7 @@ class MainWindow(QMainWindow):
     # engine and models
     # ======================================================================================
     def _on_engine_ready(self, engine: Any, registry: Any) -> None:
-        self.pairs = {}
-        for task in registry.tasks():
-            try:
-                self.pairs[task] = registry.pair(task)
-            except Exception as exc:  # noqa: BLE001 - a task with a teacher but no student yet
-                log.info("task %s has no complete pair: %s", task, exc)
+        self.pairs = {task: registry.pair(task) for task in registry.paired_tasks()}
         self.task_combo.blockSignals(True)
         self.task_combo.clear()
         if not self.pairs:

@@ -20,7 +20,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from medkd_desktop.explain import ExplainError, Heatmap, explain, list_methods, pearson, target_layers
-from medkd_desktop.explain.cam import BATCH_CANDIDATES, _batch_cache, scorecam_batch_size, tuned_batch_size
+from medkd_desktop.explain.cam import (
+    BATCH_CANDIDATES,
+    _batch_cache,
+    scorecam_batch_size,
+    top_variance_channels,
+    tuned_batch_size,
+)
 from medkd_desktop.explain.dfs_ex import attention_modules
 from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
@@ -302,6 +308,36 @@ def test_scorecam_batch_size_is_measured_once_per_model_and_bounded_by_memory():
     # The batch size changes the speed, never the map.
     np.testing.assert_allclose(explain(model, x, "scorecam", batch_size=1).map,
                                explain(model, x, "scorecam", batch_size=16).map, atol=1e-5)
+
+
+def test_scorecam_channel_limit_scores_only_the_most_varied_channels():
+    model = _build("cnn5", {"channels": (8, 8, 8, 8, 16)}, 1)
+    x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    layer = dict(model.named_modules())["block5.act"]
+    with torch.no_grad(), capture_outputs(model, ["block5.act"]) as feats:
+        model(x)
+    acts = feats[0].numpy()
+    keep = top_variance_channels(acts, 4)
+    variance = acts[0].reshape(16, -1).var(axis=1)
+    assert len(keep) == 4 and variance[keep].min() >= np.delete(variance, keep).max()
+    assert top_variance_channels(acts, 16) is None and top_variance_channels(acts, None) is None
+
+    # The limited map is the library's Score-CAM with the other channels' weights set to 0.
+    with ScoreCAM(model, [layer]) as cam:
+        cam.get_cam_weights = lambda inp, tl, targets, a, g: _zero_outside(
+            ScoreCAM.get_cam_weights(cam, inp, tl, targets, a[:, keep], g), keep, a.shape[:2])
+        reference = cam(x, [ClassifierOutputTarget(1)])[0]
+    np.testing.assert_allclose(explain(model, x, "scorecam", target=1, max_channels=4).map, reference, atol=1e-6)
+    # The architecture's default applies unless the caller asks otherwise.
+    model.scorecam_max_channels = 4
+    np.testing.assert_allclose(explain(model, x, "scorecam", target=1).map, reference, atol=1e-6)
+    assert not np.allclose(explain(model, x, "scorecam", target=1, max_channels=0).map, reference, atol=1e-3)
+
+
+def _zero_outside(weights: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    full = np.zeros(shape, dtype=np.float32)
+    full[:, keep] = weights
+    return full
 
 
 def test_dfs_ex_uses_the_dfkd_settings_a_student_was_trained_with():

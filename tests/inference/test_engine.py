@@ -216,6 +216,16 @@ def test_propose_pair_and_mismatch_warning(registry):
     assert "grey-scale" in propose_pair(grey_jpeg, registry, chosen="histo-lc25000")[1]
 
 
+def test_a_task_whose_student_is_still_training_is_not_proposed(tmp_path):
+    write_model(tmp_path, "brain-tumor-mri", "teacher", "timm:resnet10t", {}, MRI, RGB64)
+    write_model(tmp_path, "cxr-covid", "teacher", "timm:resnet10t", {}, CXR, RGB64)
+    write_model(tmp_path, "cxr-covid", "student", "cnn5", SMALL_CNN5, CXR, GREY1, seed=1)
+    registry = ModelRegistry([tmp_path])
+    assert registry.tasks() == ["brain-tumor-mri", "cxr-covid"] and registry.paired_tasks() == ["cxr-covid"]
+    task, warning = propose_pair(open_study(SAMPLES / "mr_brain_epi_mosaic_series"), registry)
+    assert task is None and "brain-tumor-mri" in warning and "not installed" in warning
+
+
 def test_an_empty_heatmap_is_reported_not_silently_drawn(tmp_path):
     card = write_model(tmp_path, "histo-lc25000", "teacher", "timm:resnet10t", {}, HISTO, RGB64)
     write_model(tmp_path, "histo-lc25000", "student", "cnn5", SMALL_CNN5, HISTO, RGB64)
