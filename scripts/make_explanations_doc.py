@@ -54,8 +54,8 @@ METHOD_NOTES = {
     "gradcam": "where the evidence for the class is, at the deepest layer (coarse)",
     "gradcam++": "like Grad-CAM, better when the finding appears in several places",
     "scorecam": "each pattern the model sees, scored by how much it alone supports the class; slow (one forward "
-                "pass per channel, so the 5-layer CNN scores only its 64 most varied of 512 channels: Faster "
-                "Score-CAM, Pearson r 0.88-0.98 with the exact map on four brain test slices)",
+                "pass per channel, so every model scores only its 64 most varied channels: Faster Score-CAM, "
+                "Pearson r 0.80-0.99 with the exact map on real test images of the 5-layer CNN, DenseNet-121 and ResNet-10-T)",
     "layercam": "like Grad-CAM with per-position weights: finer, often patchier",
     "eigencam": "the dominant pattern of the deepest layer, whatever the class",
     "feature_maps": "what each layer responds to, shallow to deep (the last layer is shown)",
