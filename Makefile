@@ -4,8 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# The chest CR DICOM once its pair is bundled; until then the histology tile (its pair is).
-DEMO ?= $(if $(wildcard trained_models/cxr-covid/student.json),resources/samples/chest_xray_cr_pa_nema.dcm,resources/samples/histology_lung_adenocarcinoma_lc25000.jpg)
+DEMO ?= resources/samples/chest_xray_cr_pa_nema.dcm
 
 .PHONY: run test bench clean
 
