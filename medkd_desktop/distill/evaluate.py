@@ -58,10 +58,10 @@ def evaluate_split(model: torch.nn.Module, split: CachedSplit, spec: InputSpec, 
 
 
 def evaluate_card(card: ModelCard, model: torch.nn.Module, manifest: Path, split: str | None,
-                  device: torch.device, cache_dir: Path | None = None) -> dict[str, Any]:
+                  device: torch.device, cache_dir: Path | None = None, n_boot: int = 1000) -> dict[str, Any]:
     samples = read_manifest(manifest, card.input, split)
     if not samples:
         raise ValueError(f"no rows{' in split ' + split if split else ''} in {manifest}")
     data = CachedSplit(samples, card.classes, card.input, cache_dir)
     subsets = card.training.get("config", {}).get("subsets", {})
-    return evaluate_split(model, data, card.input, device, subsets)
+    return evaluate_split(model, data, card.input, device, subsets, n_boot=n_boot)
