@@ -45,6 +45,8 @@ SMALL_STUDENT = {**SMALL, "depths": (1, 1, 1), "embed_dim": 32, "dflt_depth": 2,
 # (family, arch, kwargs, in_chans, side, methods that must NOT apply)
 FAMILIES = [
     ("timm-cnn", "timm:resnet18", {}, 3, 48, {"attention"}),
+    ("timm-densenet", "timm:densenet121", {}, 1, 64, {"attention"}),
+    ("timm-mobilenet", "timm:mobilenetv3_small_100", {}, 3, 64, {"attention"}),
     ("timm-transformer", "timm:visformer_tiny", {"img_size": 64}, 3, 64, set()),
     ("cnn5", "cnn5", {"channels": (8, 16, 16, 32, 32)}, 1, 64, {"attention"}),
     ("hdkd-teacher", "hdkd_teacher", SMALL_TEACHER, 3, 64, {"attention"}),
@@ -359,3 +361,29 @@ def test_dfs_ex_uses_the_dfkd_settings_a_student_was_trained_with():
     assert np.isclose(levels[:, None], [0.0, 0.2, 0.8, 1.0]).any(axis=1).all()  # G's levels with eta = 0.8
     plain = card({"method": "ce"})
     np.testing.assert_array_equal(explain(model, x, "dfs_ex", card=plain).map, explain(model, x, "dfs_ex").map)
+
+
+def test_numpy_blas_runs_on_one_thread_inside_an_explainer_and_is_restored_after():
+    """Explainers limit numpy's BLAS pool (it fought torch's threads for the cores); the limit
+    must not outlive the call, or every later numpy operation of the app would stay single-threaded."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.stage_names = ["conv"]
+
+        def forward(self, x):
+            seen.append(blas_threads())
+            return self.conv(x).mean(dim=(2, 3))[:, :2]
+
+    explain(Probe().eval(), torch.rand(1, 1, 16, 16), "gradcam")
+    assert seen and all(t == [1] * len(before) for t in seen)
+    assert blas_threads() == before

@@ -215,3 +215,21 @@ def test_fixed_size_timm_model_says_which_size_it_needs():
     model = create_arch("timm:visformer_tiny", num_classes=2, img_size=64)
     with pytest.raises(ValueError, match="64x64"):
         model(torch.randn(1, 3, 96, 96))
+
+
+def test_head_init_std_starts_a_two_class_mobilenet_near_uniform():
+    """timm's EfficientNet-family classifier init is sized for 1000 classes; for two it gives
+    confident random logits. ``head_init_std`` must start training at cross-entropy ~ ln 2, and
+    the option must survive the card round trip (it is an ``arch_kwargs`` entry)."""
+    x = torch.randn(8, 3, 96, 96)
+    torch.manual_seed(0)
+    default = create_arch("timm:mobilenetv3_small_100", num_classes=2).train()(x)
+    torch.manual_seed(0)
+    model = create_arch("timm:mobilenetv3_small_100", num_classes=2, head_init_std=0.01).train()
+    logits = model(x)
+    assert logits.std() < 0.2 < default.std()
+    assert model.config["head_init_std"] == 0.01
+    rebuilt = create_arch(f"timm:{model.config['model_name']}", **{k: v for k, v in model.config.items() if k != "model_name"})
+    rebuilt.load_state_dict(model.state_dict())
+    with pytest.raises(ValueError, match="linear classifier"):
+        create_arch("timm:mobilenetv3_small_100", num_classes=0, head_init_std=0.01)
