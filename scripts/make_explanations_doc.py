@@ -213,7 +213,7 @@ def main() -> int:
         "does not create artificial edges (higher = better). A pretty map with poor faithfulness is a picture, not "
         "an explanation.",
         "- **Time**: explanation time on the CPU for this image (batch 1). `medkd bench explain` gives medians over "
-        "20 test images per task.",
+        "20 test images per task, with each target's verdict: see [BENCHMARKS.md](BENCHMARKS.md).",
         "- Heat on text labels, arrows, image borders or outside the body is a **shortcut** warning: the model may "
         "be using something other than anatomy (see each model card's caveats).",
         "",
