@@ -24,12 +24,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from make_explanations_doc import METHOD_TITLES  # noqa: E402  (the same method names on both pages)
+
 from medkd_desktop.bench.explain import bench_explain, jsonable  # noqa: E402
 from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
-
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM (001)", "layercam": "Layer-CAM",
-                 "eigencam": "Eigen-CAM", "feature_maps": "Average feature maps (002)", "dfs_ex": "DFS-Ex (003)",
-                 "attention": "Aggregated attention (003)", "hdkd_stage": "HDKD stage 3 (004)"}
 
 
 def fmt(v: Any, digits: int = 2) -> str:
@@ -93,8 +91,8 @@ def gui_section(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["## Review window (`medkd bench gui`)", "",
              f"Offscreen Qt, study `{first['study']}`, task {first['task']} ({first['models']}: {first['teacher']} / "
              f"{first['student']}), {first['torch_threads']} torch threads on {first['cpu_count']} cores; "
-             f"{len(runs)} runs back to back, each a fresh process start median of 3 and 5 timed opens. The same 5 ms "
-             "timer run with nothing to do gives the idle floor.", "",
+             f"{len(runs)} runs back to back; in each, launch is the median of 3 fresh processes and study-to-overlays "
+             "the median of 5 opens. The same 5 ms timer run with nothing to do gives the idle floor.", "",
              "| figure | target | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | verdict |",
              "|---|---|" + "---|" * len(runs) + "---|"]
     for key, title, limit in keys:

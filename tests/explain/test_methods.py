@@ -46,7 +46,7 @@ SMALL_STUDENT = {**SMALL, "depths": (1, 1, 1), "embed_dim": 32, "dflt_depth": 2,
 FAMILIES = [
     ("timm-cnn", "timm:resnet18", {}, 3, 48, {"attention"}),
     ("timm-densenet", "timm:densenet121", {}, 1, 64, {"attention"}),
-    ("timm-mobilenet", "timm:mobilenetv3_small_100", {}, 3, 64, {"attention"}),
+    ("timm-mobilenet", "timm:mobilenetv3_small_050", {}, 3, 64, {"attention"}),  # the bundled fMRI student
     ("timm-transformer", "timm:visformer_tiny", {"img_size": 64}, 3, 64, set()),
     ("cnn5", "cnn5", {"channels": (8, 16, 16, 32, 32)}, 1, 64, {"attention"}),
     ("hdkd-teacher", "hdkd_teacher", SMALL_TEACHER, 3, 64, {"attention"}),
