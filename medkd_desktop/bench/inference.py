@@ -1,7 +1,8 @@
 """`medkd bench inference`: teacher vs student latency for every task, in one run.
 
 Batch 1, median of runs, on the CPU (all cores unless told), models loaded from
-trained_models/ exactly as the app loads them; the ratio is what the 3x target reads.
+trained_models/ exactly as the app loads them; the ratio is what the 3x target reads. Teacher and
+student calls alternate (``time_interleaved``) so that both medians come from the same minutes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from ..models.registry import ModelRegistry
-from .timing import time_call
+from .timing import time_interleaved
 
 
 def bench_inference(repeat: int = 30, threads: int = 0, registry: ModelRegistry | None = None) -> dict[str, Any]:
@@ -24,12 +25,17 @@ def bench_inference(repeat: int = 30, threads: int = 0, registry: ModelRegistry 
         except Exception as exc:  # a task with only some roles trained so far
             tasks[task] = {"skipped": str(exc)}
             continue
+        cards = {"teacher": pair.teacher, "student": pair.student}
+        models = {role: registry.load(card) for role, card in cards.items()}
+        calls = {
+            role: (lambda m=models[role], x=torch.randn(1, c.input.channels, c.input.size, c.input.size): m(x))
+            for role, c in cards.items()
+        }
+        with torch.inference_mode():
+            timed = time_interleaved(calls, repeat=repeat, warmup=3)
         row: dict[str, Any] = {}
-        for role, card in (("teacher", pair.teacher), ("student", pair.student)):
-            model = registry.load(card)
-            x = torch.randn(1, card.input.channels, card.input.size, card.input.size)
-            with torch.inference_mode():
-                row[f"{role}_ms"] = time_call(lambda: model(x), repeat=repeat, warmup=3)["median_ms"]
+        for role, model in models.items():
+            row[f"{role}_ms"] = timed[role]["median_ms"]
             row[f"{role}_params"] = sum(p.numel() for p in model.parameters())
         row["speedup"] = round(row["teacher_ms"] / row["student_ms"], 2)
         tasks[task] = row

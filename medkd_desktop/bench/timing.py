@@ -16,7 +16,31 @@ def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[s
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2), "runs": repeat}
+    return _summary(times)
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Time several callables in turn, one call of each per round; report each as ``time_call`` does.
+
+    Why: a ratio of two timings (teacher vs student) is only fair when both saw the same machine.
+    Timed one after the other, 30 runs each, a shared host that slows down for a few seconds
+    inflates one side only (seen here: one task's speed-up read 2.8x and 3.9x in two runs a minute
+    apart); alternating the calls spreads such a slowdown over both.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: _summary(ts) for name, ts in times.items()}
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2), "runs": len(times)}
 
 
 #: Above this share of stolen CPU a benchmark says its timings are inflated.
