@@ -9,14 +9,7 @@ from typing import Any
 
 def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str, float]:
     """Run *fn* ``warmup`` times untimed, then ``repeat`` times; report median and min in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return _summary(times)
+    return time_interleaved({"fn": fn}, repeat=repeat, warmup=warmup)["fn"]
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1) -> dict[str, dict[str, float]]:
@@ -36,11 +29,10 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], repeat: int = 5, warmup:
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1000.0)
-    return {name: _summary(ts) for name, ts in times.items()}
-
-
-def _summary(times: list[float]) -> dict[str, float]:
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2), "runs": len(times)}
+    return {
+        name: {"median_ms": round(statistics.median(ts), 2), "min_ms": round(min(ts), 2), "runs": len(ts)}
+        for name, ts in times.items()
+    }
 
 
 #: Above this share of stolen CPU a benchmark says its timings are inflated.
