@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from test_cli_info import run
+from testdata import run_medkd
 
 from medkd_desktop.bench.timing import time_interleaved
 
@@ -29,7 +29,7 @@ def test_interleaved_timing_alternates_calls_and_times_each():
 
 
 def test_bench_inference_reports_every_bundled_pair_with_its_ratio():
-    out = run("bench", "inference", "--json", "--repeat", "2", "--threads", "1")
+    out = run_medkd("bench", "inference", "--json", "--repeat", "2", "--threads", "1")
     assert out.returncode == 0, out.stderr
     tasks = json.loads(out.stdout)["tasks"]
     assert set(tasks) == BUNDLED_TASKS

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pydicom
 import pytest
 import torch
-from testdata import SAMPLES
+from testdata import SAMPLES, run_medkd
 from model_factory import write_random_model
 
 from medkd_desktop.models.architectures import create_arch
@@ -17,7 +15,6 @@ from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec
 from medkd_desktop.models.weights import save_weights
 
-MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]
 TASKS = {"cxr-covid": ["covid", "pneumonia", "normal"],
          "brain-tumor-mri": ["glioma", "meningioma", "notumor", "pituitary"],
          "histo-lc25000": ["lung_aca", "lung_scc", "lung_n", "colon_aca", "colon_n"]}
@@ -35,7 +32,7 @@ def model_dir(tmp_path_factory):
 
 def run(model_dir, *args):
     env = {**os.environ, "MEDKD_MODEL_DIRS": str(model_dir), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*MEDKD, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    return run_medkd(*args, env=env)
 
 
 def test_analyze_a_dicom_series_writes_every_file_and_prints_json(model_dir, tmp_path):

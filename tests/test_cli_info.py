@@ -2,17 +2,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from testdata import run_medkd as run
 from testdata import shared_path
-
-MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MEDKD, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_info_json_describes_a_dicom_series():

@@ -8,6 +8,8 @@ the ``conftest`` module per test folder, so importing helpers from it is fragile
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"
 SHARED_DATA = Path(os.environ.get("MEDKD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]  # the `medkd` command of this interpreter's install
+
+
+def run_medkd(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``medkd ARGS`` as a user runs it: a real subprocess, its exit code and output."""
+    return subprocess.run([*MEDKD, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
 
 
 def shared_path(*parts: str) -> Path:

@@ -10,12 +10,11 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from testdata import shared_path
+from testdata import run_medkd, shared_path
 from model_factory import write_random_model
 from PIL import Image
 
@@ -25,7 +24,6 @@ from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec
 from medkd_desktop.models.weights import save_weights
 
-MEDKD = [sys.executable, "-m", "medkd_desktop.cli"]
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 TASK = "demo-mri"  # not a bundled task, so trained models on disk never interfere
 SMALL = {"channels": [8, 16, 16], "stem_stride": 2}
@@ -61,7 +59,7 @@ def mri_image():
 
 def run(models_dir, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MEDKD_MODEL_DIRS": str(models_dir), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*MEDKD, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    return run_medkd(*args, env=env)
 
 
 @pytest.fixture
