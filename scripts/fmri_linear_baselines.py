@@ -6,12 +6,14 @@ a maximum-intensity projection of those parcels. Fitting the same logistic regre
 rendered pixels the models are trained on separates what the rendering loses from what the CNNs
 fail to learn. The regularisation strength is chosen on `val`; `test` is read once per input.
 
-Run: `.venv/bin/python scripts/fmri_linear_baselines.py [--json]` (renders the glass brains into the
-user cache on first use, about 5 minutes on 2 cores).
+Run: `.venv/bin/python scripts/fmri_linear_baselines.py [--threshold T] [--json]`; the pixels are the
+bundled student card's rendering, or that rendering at glass-brain threshold T (first use of a
+rendering fills the user cache: about 5 minutes on 2 cores).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -66,6 +68,7 @@ def fit_on_val(x: dict[str, np.ndarray], y: dict[str, np.ndarray], classes: list
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threshold", type=float, help="render the glass brains at this threshold (z units)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     root = shared_data_dir()
@@ -74,8 +77,10 @@ def main() -> int:
         print("fmri-asd data not found (../shared/data/fmri-asd): nothing to measure", file=sys.stderr)
         return 2
     card = ModelRegistry().card("fmri-asd", "student")
-    splits = {s: CachedSplit(read_manifest(manifest, card.input, s), card.classes, card.input, default_cache_dir())
-              for s in SPLITS}
+    spec = card.input
+    if args.threshold is not None:
+        spec = dataclasses.replace(spec, glass_brain={**spec.glass_brain, "threshold": args.threshold})
+    splits = {s: CachedSplit(read_manifest(manifest, spec, s), card.classes, spec, default_cache_dir()) for s in SPLITS}
     y = {s: splits[s].y.numpy() for s in SPLITS}
     labels = np.asanyarray(nib.load(root / "fmri-asd" / "atlas" / "CC200_61x73x61_3mm.nii.gz").dataobj).astype(int)
     parcels = {s: np.stack([parcel_values(smp.path, labels) for smp in splits[s].samples]) for s in SPLITS}
@@ -85,7 +90,8 @@ def main() -> int:
         "n": {s: int(len(y[s])) for s in SPLITS},
         "majority_test": round(max(np.mean(y["test"]), 1 - np.mean(y["test"])), 4),
         "parcels": fit_on_val(parcels, y, card.classes),
-        "glass_brain_pixels": {**fit_on_val(pixels, y, card.classes), "size": card.input.size, "pool": POOL},
+        "glass_brain_pixels": {**fit_on_val(pixels, y, card.classes), "size": spec.size, "pool": POOL,
+                               "glass_brain": spec.glass_brain},
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -94,7 +100,8 @@ def main() -> int:
             r = result[name]
             lo, hi = r["test_accuracy_ci"]
             print(f"{name:20s} {r['features']:5d} features  C={r['C']:<7g} val {100 * r['val_accuracy']:.1f}%  "
-                  f"test {100 * r['test_accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]  AUC {r['test_auc']:.3f}")
+                  f"test {100 * r['test_accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]  AUC {r['test_auc']:.3f}"
+                  f"{'  glass brain ' + json.dumps(r['glass_brain']) if 'glass_brain' in r else ''}")
         print(f"majority class on test: {100 * result['majority_test']:.1f}% (n = {result['n']['test']})")
     return 0
 

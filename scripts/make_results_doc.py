@@ -41,8 +41,9 @@ PAPER = {
 REFERENCE = {
     "fmri-asd": "`scripts/fmri_linear_baselines.py`, logistic regression on these splits (C chosen on val): on the "
                 "200 parcel values 59.4% [52.5, 67.5], AUC 0.638; on the glass-brain pixels the models see (160 px, "
-                "8x8-pooled) 51.9% [44.4, 59.4], AUC 0.604. The projection keeps little of the linear signal, and "
-                "with 160 test subjects even the parcel model's CI only just clears 50%.",
+                "8x8-pooled) 51.9% [44.4, 59.4], AUC 0.604 (55.6% [48.1, 63.1] with every parcel coloured, "
+                "`--threshold 0`; a pair retrained on that rendering was not better on val). The projection keeps "
+                "little of the linear signal, and with 160 test subjects even the parcel model's CI only just clears 50%.",
 }
 
 
