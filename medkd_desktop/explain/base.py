@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..models.geometry import PlacedMap, input_box, resize_map
 
 #: How an explainer picks its layers from the stage list (see ``target_layers``).
 LayerRule = Literal["last", "all", "texture_shape", "stage3", "attention"]
@@ -69,8 +70,9 @@ class Heatmap:
         the centred square, so the map is resized to that square and the rest of the frame is
         0 (nothing there was explained); with ``stretch`` the map is resized to the whole frame.
         """
-        h, w = int(frame_shape[0]), int(frame_shape[1])
-        convert = lambda m: _place_on_frame(m, h, w, getattr(spec, "crop", "stretch"))  # noqa: E731
+        shape = (int(frame_shape[0]), int(frame_shape[1]))
+        box = input_box(shape, spec)
+        convert = lambda m: PlacedMap(m, box, shape).on_grid()  # noqa: E731
         return replace(self, map=convert(self.map), stages=[convert(s) for s in self.stages])
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +115,7 @@ ExplainFn = Callable[..., RawMap]
 @dataclass(frozen=True)
 class ExplainerInfo:
     name: str
+    label: str  # what a user reads: menus, report captions, CLI output
     fn: ExplainFn
     class_specific: bool
     layer_rule: LayerRule
@@ -129,6 +132,7 @@ _EXPLAINERS: dict[str, ExplainerInfo] = {}
 def register_explainer(
     name: str,
     *,
+    label: str,
     class_specific: bool,
     layers: LayerRule,
     needs_grad: bool = False,
@@ -150,7 +154,7 @@ def register_explainer(
             raise ValueError(f"explainer {name!r} is already registered")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
         _EXPLAINERS[name] = ExplainerInfo(
-            name, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary, card_opts, setup
+            name, label, fn, class_specific, layers, needs_grad, supports or (lambda _m: True), summary, card_opts, setup
         )
         return fn
 
@@ -160,6 +164,12 @@ def register_explainer(
 def list_methods(model: nn.Module | None = None) -> list[str]:
     """Registered method names in registration order; with *model*, only those that apply to it."""
     return [n for n, info in _EXPLAINERS.items() if model is None or info.supports(model)]
+
+
+def method_label(method: str) -> str:
+    """The name a user reads for *method* (the method name itself when it is not registered)."""
+    info = _EXPLAINERS.get(method)
+    return info.label if info is not None else method
 
 
 def explainer_info(method: str) -> ExplainerInfo:
@@ -280,30 +290,12 @@ def minmax(t: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _resize(m: Tensor | np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    t = torch.as_tensor(np.asarray(m, dtype=np.float32) if isinstance(m, np.ndarray) else m.detach().float().cpu())
-    if tuple(t.shape) != size:
-        kwargs = {"align_corners": False} if mode == "bilinear" else {}
-        t = F.interpolate(t[None, None], size=size, mode=mode, **kwargs)[0, 0]
-    return t.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
-
-
 def _finish(m: Tensor | np.ndarray, size: tuple[int, int], normalized: bool, mode: str) -> np.ndarray:
     if not normalized:
         m = minmax(torch.as_tensor(m).detach().float().cpu())
-    out = _resize(m, size, mode)
+    out = resize_map(m, size, mode)
     out[~np.isfinite(out)] = 0.0
     return np.ascontiguousarray(out)
-
-
-def _place_on_frame(m: np.ndarray, h: int, w: int, crop: str) -> np.ndarray:
-    if crop == "center_square":
-        s = min(h, w)
-        out = np.zeros((h, w), dtype=np.float32)
-        y0, x0 = (h - s) // 2, (w - s) // 2
-        out[y0:y0 + s, x0:x0 + s] = _resize(m, (s, s), "bilinear")
-        return out
-    return _resize(m, (h, w), "bilinear")
 
 
 def _num_classes(model: nn.Module) -> int | None:

@@ -252,19 +252,19 @@ def _calibrate_scorecam(model: nn.Module, x: Tensor) -> None:
         tuned_batch_size(model, x)
 
 
-@register_explainer("gradcam", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
+@register_explainer("gradcam", label="Grad-CAM", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def gradcam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM: channel weights = spatially averaged gradients of the class score."""
     return run_cam("gradcam", model, x, target, layers)
 
 
-@register_explainer("gradcam++", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
+@register_explainer("gradcam++", label="Grad-CAM++", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def gradcam_plusplus(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Grad-CAM++: higher-order gradient weights, better for several instances of a finding."""
     return run_cam("gradcam++", model, x, target, layers)
 
 
-@register_explainer("scorecam", class_specific=True, layers="last", setup=_calibrate_scorecam)
+@register_explainer("scorecam", label="Score-CAM", class_specific=True, layers="last", setup=_calibrate_scorecam)
 def scorecam(model: nn.Module, x: Tensor, target: int | None, layers: list[str], batch_size: int | None = None,
              max_channels: int | None = None) -> RawMap:
     """Score-CAM (001): each channel weighted by the class score of the image masked by it.
@@ -277,13 +277,13 @@ def scorecam(model: nn.Module, x: Tensor, target: int | None, layers: list[str],
     return run_cam("scorecam", model, x, target, layers, batch_size=b, max_channels=k)
 
 
-@register_explainer("layercam", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
+@register_explainer("layercam", label="LayerCAM", class_specific=True, layers="last", needs_grad=True, setup=_import_cams)
 def layercam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Layer-CAM: positive gradients weight each position separately (finer than Grad-CAM)."""
     return run_cam("layercam", model, x, target, layers)
 
 
-@register_explainer("eigencam", class_specific=False, layers="last", setup=_import_cams)
+@register_explainer("eigencam", label="Eigen-CAM", class_specific=False, layers="last", setup=_import_cams)
 def eigencam(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Eigen-CAM: first principal component of the layer's activations (class-agnostic)."""
     return run_cam("eigencam", model, x, target, layers)

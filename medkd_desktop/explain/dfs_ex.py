@@ -134,7 +134,8 @@ def dfkd_settings(card: Any) -> dict[str, Any]:
     return {k: params[k] for k in ("kappa", "eta", "stats") if k in params}
 
 
-@register_explainer("dfs_ex", class_specific=False, layers="texture_shape", card_opts=dfkd_settings)
+@register_explainer("dfs_ex", label="Dual-feature saliency (DFS-Ex)", class_specific=False, layers="texture_shape",
+                    card_opts=dfkd_settings)
 def dfs_ex(
     model: nn.Module,
     x: Tensor,
@@ -172,7 +173,7 @@ def dfs_ex(
     )
 
 
-@register_explainer("attention", class_specific=False, layers="attention", supports=has_attention)
+@register_explainer("attention", label="Attention rollout", class_specific=False, layers="attention", supports=has_attention)
 def attention(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Aggregated attention (003 Eq. 3): attention paid to each patch, averaged over blocks and heads."""
     with capture_attention(model) as records:

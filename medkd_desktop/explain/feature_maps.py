@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .base import RawMap, as_spatial, capture_stage_maps, register_explainer
 
 
-@register_explainer("feature_maps", class_specific=False, layers="all")
+@register_explainer("feature_maps", label="Average feature maps", class_specific=False, layers="all")
 def feature_maps(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """Average feature maps (002): the mean over filters of every stage, shallow to deep."""
     with capture_stage_maps(model, layers) as feats:

@@ -18,7 +18,7 @@ from .base import RawMap, as_spatial, capture_stage_maps, register_explainer
 HDKD_STAGE3_STRIDE = 8
 
 
-@register_explainer("hdkd_stage", class_specific=False, layers="stage3")
+@register_explainer("hdkd_stage", label="HDKD stage map", class_specific=False, layers="stage3")
 def hdkd_stage(model: nn.Module, x: Tensor, target: int | None, layers: list[str]) -> RawMap:
     """HDKD stage-3 activation map (004 Fig. 5): channel mean of the last stage-3 block."""
     with capture_stage_maps(model, layers) as feats:

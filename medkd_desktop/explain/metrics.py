@@ -26,7 +26,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
-from .base import Heatmap, _eval_mode, _resize
+from ..models.geometry import resize_map
+from .base import Heatmap, _eval_mode
 
 Baseline = Literal["blur", "mean", "zero"]
 MapLike = Heatmap | np.ndarray
@@ -42,7 +43,7 @@ def _as_map(m: MapLike) -> np.ndarray:
 def _pair(a: MapLike, b: MapLike) -> tuple[np.ndarray, np.ndarray]:
     a, b = _as_map(a), _as_map(b)
     if a.shape != b.shape:
-        b = _resize(np.clip(b, 0, 1).astype(np.float32), a.shape, "bilinear").astype(np.float64)
+        b = resize_map(np.clip(b, 0, 1), a.shape).astype(np.float64)
     return a, b
 
 
@@ -181,7 +182,7 @@ def perturbation_curve(
     sal = _as_map(saliency)
     h, w = x.shape[-2:]
     if sal.shape != (h, w):
-        sal = _resize(np.clip(sal, 0, 1).astype(np.float32), (h, w), "bilinear").astype(np.float64)
+        sal = resize_map(np.clip(sal, 0, 1), (h, w)).astype(np.float64)
     kind = baseline or ("mean" if mode == "deletion" else "blur")
     base = make_baseline(x, kind)
     start, end = (x, base) if mode == "deletion" else (base, x)
@@ -228,7 +229,7 @@ def road(model: nn.Module, x: Tensor, saliency: MapLike, target: int | None = No
     x = _batch1(x).to(next(model.parameters()).device)
     sal = _as_map(saliency).astype(np.float32)
     if sal.shape != tuple(x.shape[-2:]):
-        sal = _resize(np.clip(sal, 0, 1), tuple(x.shape[-2:]), "bilinear")
+        sal = resize_map(np.clip(sal, 0, 1), tuple(x.shape[-2:]))
     with _eval_mode(model), torch.no_grad():
         if target is None:
             target = int(model(x).argmax(dim=-1)[0])

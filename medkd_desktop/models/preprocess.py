@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .geometry import input_box
+
 PREPROCESSING_ID = "medkd.display01.v1"
 
 
@@ -55,11 +57,7 @@ def to_model_range(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
         img = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
     if img.ndim == 2:
         img = img[..., None]
-    if spec.crop == "center_square":
-        h, w = img.shape[:2]
-        s = min(h, w)
-        y0, x0 = (h - s) // 2, (w - s) // 2
-        img = img[y0:y0 + s, x0:x0 + s]
+    img = img[input_box(img.shape[:2], spec).slices]
     t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
     if t.shape[-2:] != (spec.size, spec.size):
         t = F.interpolate(t, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
