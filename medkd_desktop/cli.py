@@ -2,8 +2,10 @@
 
 Why a CLI: every figure the app shows must be reproducible from a terminal (and CI),
 and a hospital IT person must be able to check a file without starting the GUI.
-Exit status: 0 success, 2 bad input (one line ``error: <message>`` on stderr, never a
-traceback), 1 for anything unexpected.
+Exit status: 0 success; 2 bad input (one line ``error: <message>`` on stderr, never a
+traceback); 3 partial (``medkd analyze``: the analysis was done and written, but an optional
+export failed: its ``error:`` line is on stderr and the JSON lists it under ``errors``); 1 for
+anything unexpected.
 """
 from __future__ import annotations
 
@@ -20,6 +22,31 @@ from .paths import shared_data_dir
 from .studies import StudyLoadError
 
 EXIT_BAD_INPUT = 2
+EXIT_PARTIAL = 3
+
+
+class _ColormapNames:
+    """argparse ``choices`` that import the overlay renderer (and so torch) only when asked:
+    ``medkd info`` must not pay for it."""
+
+    def _names(self) -> list[str]:
+        from .explain.overlay import COLORMAPS
+
+        return list(COLORMAPS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _add_overlay_args(p: argparse.ArgumentParser) -> None:
+    """The review window's overlay controls, with its defaults (so files look like the screen)."""
+    p.add_argument("--colormap", choices=_ColormapNames(), help="heat colours (default: the window's, inferno)")
+    p.add_argument("--opacity", type=float, help="overlay opacity in [0, 1] (default: the window's, 0.45)")
+    p.add_argument("--threshold", type=float,
+                   help="heat below this is not drawn, in [0, 1) (default 0: the window's fade-in only)")
 
 
 class UserError(Exception):
@@ -196,115 +223,114 @@ def _analysis_device(requested: str | None) -> str | None:
     return str(device)
 
 
-def _cmd_analyze(args: argparse.Namespace) -> None:
-    from .studies import StudyKind, open_study
-
-    study = open_study(args.path, series_uid=args.series)  # before torch is imported: bad files fail fast
-    device = _analysis_device(args.device)
-
-    from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError, propose_pair
-    from .models.registry import ModelRegistry
-    from .models.weights import ModelLoadError
-    from .report import (
-        ReportError,
-        analysis_json,
-        export_dicom_sc,
-        export_json,
-        export_pdf,
-        export_png,
-    )
-
-    registry = ModelRegistry()
-    task, warning = propose_pair(study, registry, args.task)
-    if task is None:
-        raise UserError(warning or "no task could be chosen; pass --task")
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    volume = (args.volume or 1) - 1
-    slice_ = None if args.slice is None else args.slice - 1
-    out_dir = Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
-
-    engine = Engine(registry, device)
-    try:
-        pair = registry.pair(task)
-        analysis = engine.analyze(study, pair, [args.method], target=args.target, volume=volume, slice_=slice_,
-                                  strip=False)  # the layer strip is a GUI view; no export shows it
-    except (IncompatibleStudyError, ModelUnavailableError) as exc:
-        raise UserError(str(exc)) from None
-    except ModelLoadError as exc:  # registry.pair: no teacher or student installed for the task
-        raise UserError(str(exc)) from None
-    except AnalysisError as exc:  # not the input's fault: exit 1, still one readable line
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-    stem = args.method.replace("+", "p")
-    files: dict[str, str] = {}
-    try:
-        files["png"] = str(export_png(analysis, study, out_dir / f"overlay_{stem}.png", args.method))
-        if not args.no_pdf:
-            files["pdf"] = str(export_pdf(analysis, study, pair, out_dir / "report.pdf", args.method,
-                                          show_identifiers=args.show_identifiers))
-        if study.kind in (StudyKind.DICOM, StudyKind.DICOM_MULTIFRAME, StudyKind.DICOM_SERIES):
-            files["dicom"] = str(export_dicom_sc(analysis, study, out_dir / f"overlay_{stem}.dcm", args.method))
-        files["json"] = str(export_json(analysis, study, out_dir / "analysis.json"))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
-
-    if args.json:
-        _print_json({**analysis_json(analysis, study), "files": files})
-        return
-    for res in (analysis.teacher, analysis.student):
-        p = float(res.probabilities[res.predicted_index])
-        print(f"{res.role:>8}: {res.predicted} ({p:.1%})  {res.latency_ms:.1f} ms  [{res.name}]")
-    for method, a in analysis.agreement.items():
-        print(f"{'agreement':>8}: {method}  r {a.pearson:.2f}  SSIM {a.ssim:.2f}  top-20% IoU {a.iou_top20:.2f}")
-    for w in analysis.warnings:
-        print(f"{'warning':>8}: {w}")
-    for kind, path in files.items():
-        print(f"{kind:>8}: {path}")
-
-
-def _cmd_explain(args: argparse.Namespace) -> None:
-    from .bench.explain import jsonable
-    from .explain import ExplainError
-    from .explain.compare import compare_on_study, parse_methods
-    from .models.registry import ModelRegistry
-    from .models.weights import ModelLoadError
-    from .studies import open_study
-
-    try:
-        methods = parse_methods(args.method)
-    except ExplainError as exc:
-        raise UserError(str(exc)) from None
-    registry = ModelRegistry()
-    try:
-        pair = registry.pair(args.task)
-    except ModelLoadError as exc:
-        tasks = ", ".join(registry.tasks()) or "none installed"
-        raise UserError(f"{exc} (tasks with models: {tasks})") from None
-    study = open_study(args.path, series_uid=args.series)
+def _frame_args(args: argparse.Namespace, study: Any) -> tuple[int, int | None]:
+    """--volume / --slice (from 1) as engine indices, checked against the study."""
     if args.volume is not None and not 1 <= args.volume <= study.n_volumes:
         raise UserError(f"--volume must be between 1 and {study.n_volumes} for this study")
     if args.slice is not None and not 1 <= args.slice <= study.n_slices:
         raise UserError(f"--slice must be between 1 and {study.n_slices} for this study")
-    out_dir = Path(args.out)
+    return (args.volume or 1) - 1, None if args.slice is None else args.slice - 1
+
+
+def _out_dir(path: str) -> Path:
+    out_dir = Path(path)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
-    roles = ("teacher", "student") if args.model == "both" else (args.model,)
+    return out_dir
+
+
+def _overlay_style(args: argparse.Namespace) -> Any:
+    from .explain.overlay import OverlayStyle
+
+    chosen = {k: getattr(args, k) for k in ("colormap", "opacity", "threshold") if getattr(args, k) is not None}
+    style = OverlayStyle(**chosen)
+    if not 0.0 <= style.opacity <= 1.0 or not 0.0 <= style.threshold < 1.0:
+        raise UserError("--opacity must lie in [0, 1] and --threshold in [0, 1)")
+    return style
+
+
+def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -> tuple[Any, Any, Any]:
+    """The window's path, headless: a review session proposes the pair, the engine analyses the frame.
+
+    Returns (analysis, study, pair). Bad input exits 2; an engine failure that is not the input's
+    fault exits 1, still with one readable line.
+    """
+    from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError
+    from .inference.session import ReviewSession
+    from .models.registry import ModelRegistry
+    from .studies import open_study
+
+    study = open_study(args.path, series_uid=args.series)  # before torch loads models: bad files fail fast
+    device = _analysis_device(getattr(args, "device", None))
+    volume, slice_ = _frame_args(args, study)
+    session = ReviewSession(ModelRegistry(), forced_task=args.task)
+    session.study = study
+    proposal = session.propose()
+    if proposal.task is None:
+        raise UserError(proposal.note or "no task could be chosen; pass --task")
+    for message in proposal.messages:
+        print(f"warning: {message}", file=sys.stderr)
+    session.volume, session.target = volume, args.target
+    if slice_ is not None:
+        session.slice = slice_
+    job = session.job()
+    kwargs = {**job.kwargs(), "methods": methods}
+    if not session.reads_whole_map:
+        kwargs["slice_"] = slice_  # None: the engine's (and the window's) middle slice
     try:
-        summary, _, _ = compare_on_study(study, pair, registry, methods, roles, args.target, out_dir,
-                                         volume=(args.volume or 1) - 1,
-                                         slice_=None if args.slice is None else args.slice - 1,
-                                         faithfulness=args.faithfulness)
-    except (ExplainError, ModelLoadError) as exc:
+        analysis = Engine(session.registry, device).analyze(**kwargs, strip=False, **engine_opts)
+    except (IncompatibleStudyError, ModelUnavailableError) as exc:
         raise UserError(str(exc)) from None
-    summary = jsonable(summary)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    session.analysis = analysis
+    return analysis, study, session.pair
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .report import analysis_json, export_analysis
+
+    style = _overlay_style(args)
+    out_dir = _out_dir(args.out)
+    analysis, study, pair = _analyse(args, [args.method])
+    written = export_analysis(analysis, study, pair, out_dir, args.method, style=style, pdf=not args.no_pdf,
+                              show_identifiers=args.show_identifiers)
+    if args.json:
+        _print_json({**analysis_json(analysis, study), "files": written.files, "errors": written.errors})
+    else:
+        for res in (analysis.teacher, analysis.student):
+            p = float(res.probabilities[res.predicted_index])
+            print(f"{res.role:>8}: {res.predicted} ({p:.1%})  {res.latency_ms:.1f} ms  [{res.name}]")
+        for method, a in analysis.agreement.items():
+            print(f"{'agreement':>8}: {method}  r {a.pearson:.2f}  SSIM {a.ssim:.2f}  top-20% IoU {a.iou_top20:.2f}")
+        for w in analysis.warnings:
+            print(f"{'warning':>8}: {w}")
+        for kind, path in written.files.items():
+            print(f"{kind:>8}: {path}")
+    for kind, message in written.errors.items():
+        print(f"error: the {kind} export failed: {message}", file=sys.stderr)
+    return EXIT_PARTIAL if written.errors else 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from .bench.explain import jsonable
+    from .explain import list_methods
+    from .report.explain_files import explain_files
+
+    names = list_methods() if args.method.strip() == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in names if m not in list_methods()]
+    if unknown or not names:
+        raise UserError(f"Unknown explanation method {', '.join(unknown) or args.method!r}; choose from: "
+                        f"{', '.join(list_methods())} (or 'all').")
+    style = _overlay_style(args)
+    out_dir = _out_dir(args.out)
+    args.target = _class_name(args)
+    analysis, study, _ = _analyse(args, names, skip_inapplicable=True, faithfulness=args.faithfulness)
+    roles = ("teacher", "student") if args.model == "both" else (args.model,)
+    summary = jsonable(explain_files(analysis, study, roles, out_dir, style))
     json_path = out_dir / "explain.json"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
@@ -324,6 +350,22 @@ def _cmd_explain(args: argparse.Namespace) -> None:
             fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
             print(f"{method:>12} agreement r {fmt(a['pearson'])}  SSIM {fmt(a['ssim'])}  top-20% IoU {fmt(a['iou_top20'])}")
     print(f"{'json':>12}: {json_path}")
+
+
+def _class_name(args: argparse.Namespace) -> str | None:
+    """--target as a class name; an index (``1``) is read against the task's classes."""
+    if args.target is None or not args.target.isdigit():
+        return args.target
+    from .models.registry import ModelRegistry
+    from .models.weights import ModelLoadError
+
+    try:
+        classes = ModelRegistry().card(args.task, "student").classes
+    except ModelLoadError as exc:
+        raise UserError(str(exc)) from None
+    if int(args.target) >= len(classes):
+        raise UserError(f"Unknown class {args.target!r}; this task's classes are: {', '.join(classes)}.")
+    return classes[int(args.target)]
 
 
 def _cmd_bench_explain(args: argparse.Namespace) -> None:
@@ -435,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--show-identifiers", dest="show_identifiers", action="store_true",
                     help="print patient name, ID and birth date in the PDF (hidden by default)")
     an.add_argument("--json", action="store_true", help="print the analysis and the written files as JSON")
+    _add_overlay_args(an)
     an.set_defaults(func=_cmd_analyze)
 
     exp = sub.add_parser("explain", help="teacher and student heatmaps of one study, overlays and agreement figures")
@@ -448,8 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--series", help="SeriesInstanceUID to open when a folder holds several")
     exp.add_argument("--volume", type=int, help="volume / time point, from 1 (default 1)")
     exp.add_argument("--slice", type=int, help="slice, from 1 (default: the middle one)")
-    exp.add_argument("--faithfulness", action="store_true", help="also deletion/insertion AUC and ROAD per map")
+    exp.add_argument("--faithfulness", action="store_true", help="also deletion and insertion AUC per map")
     exp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    exp.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if present)")
+    _add_overlay_args(exp)
     exp.set_defaults(func=_cmd_explain)
 
     ev = sub.add_parser("evaluate", help="metrics of a model on a manifest (with bootstrap CIs)")
@@ -471,16 +516,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:
         warnings.simplefilter("ignore")  # library warnings are for developers (-v shows them)
-    func: Callable[[argparse.Namespace], None] = args.func
+    func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        func(args)
+        code = func(args)
     except (StudyLoadError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

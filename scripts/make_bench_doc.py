@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from make_explanations_doc import METHOD_TITLES  # noqa: E402  (the same method names on both pages)
+from medkd_desktop.explain import list_methods, method_label  # noqa: E402  (the registry's names, as in the app)
 
 from medkd_desktop.bench.explain import bench_explain, jsonable  # noqa: E402
 from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
@@ -55,11 +55,11 @@ def explain_section(result: dict[str, Any], steal: float | None) -> list[str]:
                   "| method | teacher ms | student ms | teacher / student | r | SSIM | top-20 % IoU | deletion T / S | insertion T / S |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for method, e in r.items():
-            if method not in METHOD_TITLES or "skipped" in e:
+            if method not in list_methods() or "skipped" in e:
                 continue
             a = e.get("agreement") or {}
             dele, ins = e.get("deletion_auc", {}), e.get("insertion_auc", {})
-            lines.append(f"| {METHOD_TITLES[method]} | {fmt(e.get('teacher_ms'), 1)} | {fmt(e.get('student_ms'), 1)} | "
+            lines.append(f"| {method_label(method)} | {fmt(e.get('teacher_ms'), 1)} | {fmt(e.get('student_ms'), 1)} | "
                          f"{fmt(e.get('speedup'))}{'×' if e.get('speedup') else ''} | {fmt(a.get('pearson'))} | "
                          f"{fmt(a.get('ssim'))} | {fmt(a.get('iou_top20'))} | {fmt(dele.get('teacher'))} / {fmt(dele.get('student'))} | "
                          f"{fmt(ins.get('teacher'))} / {fmt(ins.get('student'))} |")

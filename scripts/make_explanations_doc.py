@@ -5,7 +5,7 @@ Why a generator and not a hand-written page: every figure in the document must c
 trained models and real test images (house rule: the app only shows measured figures), and it
 must be regenerated whenever a model is retrained. For each task with a trained teacher/student
 pair in the registry it takes one real ``test``-split image, runs every explanation method on
-both models through ``medkd_desktop.explain.compare`` (the code behind ``medkd explain``), and
+both models through the engine (the window's analysis, behind ``medkd explain`` too), and
 writes one figure per task into docs/img/ plus a table of explanation time, teacher-student
 agreement and faithfulness, followed by what the numbers mean for a clinician.
 
@@ -31,37 +31,27 @@ sys.path.insert(0, str(ROOT))
 
 from medkd_desktop.bench.explain import jsonable, manifest_for, pick_test_rows  # noqa: E402
 from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
-from medkd_desktop.explain import list_methods  # noqa: E402
-from medkd_desktop.explain.compare import compare_on_study  # noqa: E402
-from medkd_desktop.explain.overlay import blend  # noqa: E402
+from medkd_desktop.explain import list_methods, method_label  # noqa: E402
+from medkd_desktop.explain.overlay import OverlayStyle, blend  # noqa: E402
+from medkd_desktop.inference.engine import Engine  # noqa: E402
+from medkd_desktop.report.explain_files import explain_files  # noqa: E402
 from medkd_desktop.models.registry import ModelRegistry  # noqa: E402
 from medkd_desktop.models.weights import ModelLoadError  # noqa: E402
 from medkd_desktop.paths import shared_data_dir  # noqa: E402
 from medkd_desktop.studies import open_study  # noqa: E402
 
-METHOD_TITLES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Score-CAM (001)",
-    "layercam": "Layer-CAM",
-    "eigencam": "Eigen-CAM",
-    "feature_maps": "Average feature maps (002)",
-    "dfs_ex": "DFS-Ex dual-feature saliency (003)",
-    "attention": "Aggregated attention (003 Eq. 3)",
-    "hdkd_stage": "HDKD stage-3 activation (004)",
-}
 METHOD_NOTES = {
     "gradcam": "where the evidence for the class is, at the deepest layer (coarse)",
     "gradcam++": "like Grad-CAM, better when the finding appears in several places",
-    "scorecam": "each pattern the model sees, scored by how much it alone supports the class; slow (one forward "
+    "scorecam": "(001) each pattern the model sees, scored by how much it alone supports the class; slow (one forward "
                 "pass per channel, so every model scores only its 64 most varied channels: Faster Score-CAM, "
                 "Pearson r 0.80-0.99 with the exact map on real test images of the 5-layer CNN, DenseNet-121 and ResNet-10-T)",
     "layercam": "like Grad-CAM with per-position weights: finer, often patchier",
     "eigencam": "the dominant pattern of the deepest layer, whatever the class",
-    "feature_maps": "what each layer responds to, shallow to deep (the last layer is shown)",
-    "dfs_ex": "regions above threshold in an early (texture) and a late (shape) layer: 1 = both, 0.5 = one",
-    "attention": "what the transformer part attends to (hybrid student only)",
-    "hdkd_stage": "mean activation at 1/8 resolution (HDKD's stage 3), the layer HDKD distils",
+    "feature_maps": "(002) what each layer responds to, shallow to deep (the last layer is shown)",
+    "dfs_ex": "(003) regions above threshold in an early (texture) and a late (shape) layer: 1 = both, 0.5 = one",
+    "attention": "(003 Eq. 3) what the transformer part attends to (hybrid student only)",
+    "hdkd_stage": "(004) mean activation at 1/8 resolution (HDKD's stage 3), the layer HDKD distils",
 }
 
 
@@ -71,17 +61,17 @@ def fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
-def task_figure(task: str, summary: dict, maps: dict, prepared: dict, path: Path) -> None:
-    """Rows = methods; columns = the model input, teacher overlay, student overlay."""
+def task_figure(task: str, summary: dict, analysis, path: Path) -> None:
+    """Rows = methods; columns = the analysed image, teacher overlay, student overlay."""
     methods = list(summary["methods"])
     fig = Figure(figsize=(7.2, 2.4 * len(methods)), dpi=90)
     FigureCanvasAgg(fig)
-    image = prepared["student"].image
+    image = analysis.image
     for r, method in enumerate(methods):
         entry = summary["methods"][method]
         panels = [("input", image, None)]
         for role in ("teacher", "student"):
-            panels.append((role, prepared[role].image, maps[method].get(role)))
+            panels.append((role, image, analysis.result(role).heatmaps.get(method)))
         for c, (label, img, heat) in enumerate(panels):
             ax = fig.add_subplot(len(methods), 3, r * 3 + c + 1)
             ax.set_xticks([])
@@ -90,11 +80,11 @@ def task_figure(task: str, summary: dict, maps: dict, prepared: dict, path: Path
                 ax.text(0.5, 0.5, "does not apply", ha="center", va="center", fontsize=8, transform=ax.transAxes)
                 ax.set_title(label, fontsize=8)
                 continue
-            shown = blend(img, heat) if heat is not None else (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            shown = blend(img, heat, OverlayStyle()) if heat is not None else (np.clip(img, 0, 1) * 255).astype(np.uint8)
             ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
             if label == "input":
-                ax.set_ylabel(METHOD_TITLES.get(method, method), fontsize=8)
-                ax.set_title("model input", fontsize=8)
+                ax.set_ylabel(method_label(method), fontsize=8)
+                ax.set_title("analysed image", fontsize=8)
             else:
                 e = entry[label]
                 ax.set_title(f"{label}: {e['target']} · {e['ms']:.0f} ms", fontsize=8)
@@ -108,25 +98,27 @@ def task_figure(task: str, summary: dict, maps: dict, prepared: dict, path: Path
     fig.savefig(path)
 
 
-def strip_figure(task: str, maps: dict, prepared: dict, path: Path) -> bool:
+def strip_figure(task: str, analysis, path: Path) -> bool:
     """The layer-by-layer strip of average feature maps (002) for both models."""
-    fm = maps.get("feature_maps") or {}
+    fm = {role: analysis.result(role).stages.get("feature_maps") for role in ("teacher", "student")}
+    fm = {role: stages for role, stages in fm.items() if stages}
     if not fm:
         return False
-    n = max(len(h.stages) for h in fm.values())
+    n = max(len(stages) for stages in fm.values())
     fig = Figure(figsize=(1.6 * n, 3.6), dpi=110)
     FigureCanvasAgg(fig)
     for r, role in enumerate(("teacher", "student")):
-        h = fm.get(role)
+        stages = fm.get(role) or []
         for i in range(n):
             ax = fig.add_subplot(2, n, r * n + i + 1)
             ax.set_xticks([])
             ax.set_yticks([])
-            if h is None or i >= len(h.stages):
+            if i >= len(stages):
                 ax.axis("off")
                 continue
-            ax.imshow(blend(prepared[role].image, h.stages[i], alpha=0.6))
-            ax.set_title(h.stage_names[i].replace("model.", ""), fontsize=6)
+            name, placed = stages[i]
+            ax.imshow(blend(analysis.image, placed, OverlayStyle(opacity=0.6)))
+            ax.set_title(name.replace("model.", ""), fontsize=6)
             if i == 0:
                 ax.set_ylabel(role, fontsize=8)
     fig.suptitle(f"{task}: average feature maps, shallow to deep", fontsize=9)
@@ -149,9 +141,9 @@ def reading_for_clinicians(task: str, summary: dict) -> list[str]:
     if agree:
         best = max(agree, key=lambda m: agree[m]["pearson"] if agree[m]["pearson"] is not None else -2)
         worst = min(agree, key=lambda m: agree[m]["pearson"] if agree[m]["pearson"] is not None else 2)
-        lines.append(f"- Closest teacher-student agreement: {METHOD_TITLES.get(best, best)} "
+        lines.append(f"- Closest teacher-student agreement: {method_label(best)} "
                      f"(r {fmt(agree[best]['pearson'])}, top-20 % IoU {fmt(agree[best]['iou_top20'])}); "
-                     f"weakest: {METHOD_TITLES.get(worst, worst)} (r {fmt(agree[worst]['pearson'])}).")
+                     f"weakest: {method_label(worst)} (r {fmt(agree[worst]['pearson'])}).")
     faithful = []
     for m, e in summary["methods"].items():
         for role in ("teacher", "student"):
@@ -161,7 +153,7 @@ def reading_for_clinicians(task: str, summary: dict) -> list[str]:
     if faithful:
         gap, m, role = max(faithful)
         if gap > 0.05:
-            lines.append(f"- Most faithful map on this image: the {role}'s {METHOD_TITLES.get(m, m)} (insertion minus "
+            lines.append(f"- Most faithful map on this image: the {role}'s {method_label(m)} (insertion minus "
                          f"deletion AUC {gap:.2f}): the pixels it marks are the ones that model's prediction depends on.")
         else:
             lines.append("- No map is clearly faithful on this image (insertion minus deletion AUC at most "
@@ -182,6 +174,7 @@ def main() -> int:
     data_root = Path(args.data) if args.data else shared_data_dir()
     out, img_dir = Path(args.out), Path(args.img_dir)
     registry = ModelRegistry()
+    engine = Engine(registry, "cpu")
     methods = list_methods() if args.methods == "all" else args.methods.split(",")
     tasks = args.tasks.split(",") if args.tasks else registry.tasks()
 
@@ -199,7 +192,7 @@ def main() -> int:
         "",
         "| method | name in the app | what it shows |",
         "|---|---|---|",
-        *[f"| {METHOD_TITLES.get(m, m)} | `{m}` | {METHOD_NOTES.get(m, '')} |" for m in list_methods()],
+        *[f"| {method_label(m)} | `{m}` | {METHOD_NOTES.get(m, '')} |" for m in list_methods()],
         "",
         "## How to read the numbers",
         "",
@@ -209,9 +202,8 @@ def main() -> int:
         "student reached its answer from different evidence: check the image yourself before trusting the student.",
         "- **Faithfulness (each map vs its own model)** — *Deletion AUC*: the class probability as the map's hottest "
         "pixels are removed first (lower = the map found what the model relies on). *Insertion AUC*: the probability "
-        "as they are added first to a blurred image (higher = better). *ROAD*: the same idea with a removal that "
-        "does not create artificial edges (higher = better). A pretty map with poor faithfulness is a picture, not "
-        "an explanation.",
+        "as they are added first to a blurred image (higher = better). A pretty map with poor faithfulness is a "
+        "picture, not an explanation.",
         "- **Time**: explanation time on the CPU for this image (batch 1). `medkd bench explain` gives medians over "
         "20 test images per task, with each target's verdict: see [BENCHMARKS.md](BENCHMARKS.md).",
         "- Heat on text labels, arrows, image borders or outside the body is a **shortcut** warning: the model may "
@@ -232,13 +224,14 @@ def main() -> int:
                 continue
             row = rows[0]
             print(f"{task}: {row.path.name}", file=sys.stderr)
-            summary, maps, prepared = compare_on_study(open_study(row.path), pair, registry,
-                                                       [m for m in methods if m in list_methods()], faithfulness=True)
-            summary = jsonable(summary)
+            study = open_study(row.path)
+            analysis = engine.analyze(study, pair, [m for m in methods if m in list_methods()], strip=False,
+                                      skip_inapplicable=True, faithfulness=True)
+            summary = jsonable(explain_files(analysis, study, ("teacher", "student"), None, OverlayStyle()))
             fig_path = img_dir / f"explanations_{task}.png"
-            task_figure(task, summary, maps, prepared, fig_path)
+            task_figure(task, summary, analysis, fig_path)
             strip_path = img_dir / f"feature_maps_{task}.png"
-            has_strip = strip_figure(task, maps, prepared, strip_path)
+            has_strip = strip_figure(task, analysis, strip_path)
             rel = lambda p: Path(p).resolve().relative_to(out.parent.resolve()).as_posix()  # noqa: E731
             t, s = pair.teacher, pair.student
             md += [
@@ -256,17 +249,16 @@ def main() -> int:
             if has_strip:
                 md += [f"![{task} average feature maps]({rel(strip_path)})", ""]
             md += [
-                "| method | teacher ms | student ms | r | SSIM | top-20 % IoU | deletion T / S | insertion T / S | ROAD T / S |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| method | teacher ms | student ms | r | SSIM | top-20 % IoU | deletion T / S | insertion T / S |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for method, e in summary["methods"].items():
                 te, se, a = e.get("teacher") or {}, e.get("student") or {}, e.get("agreement") or {}
                 md.append(
-                    f"| {METHOD_TITLES.get(method, method)} | {fmt(te.get('ms'), 0)} | {fmt(se.get('ms'), 0)} | "
+                    f"| {method_label(method)} | {fmt(te.get('ms'), 0)} | {fmt(se.get('ms'), 0)} | "
                     f"{fmt(a.get('pearson'))} | {fmt(a.get('ssim'))} | {fmt(a.get('iou_top20'))} | "
                     f"{fmt(te.get('deletion_auc'))} / {fmt(se.get('deletion_auc'))} | "
-                    f"{fmt(te.get('insertion_auc'))} / {fmt(se.get('insertion_auc'))} | "
-                    f"{fmt(te.get('road'))} / {fmt(se.get('road'))} |"
+                    f"{fmt(te.get('insertion_auc'))} / {fmt(se.get('insertion_auc'))} |"
                 )
             md += ["", "**What this means for a clinician**", "", *reading_for_clinicians(task, summary)]
             caveats = list(dict.fromkeys([*t.caveats, *s.caveats]))

@@ -4,6 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def bundled_task_info(task: str):
+    """The bundled teacher card's task fields (what the trainer copies into a new card), if any."""
+    from medkd_desktop.models.card import ModelCard, TaskInfo
+    from medkd_desktop.models.registry import BUNDLED_DIR
+
+    card = Path(BUNDLED_DIR) / task / "teacher.json"
+    return ModelCard.load(card).task_info if card.is_file() else TaskInfo()
+
+
 def write_random_model(root: Path, task: str, role: str, arch: str, classes, spec, *, arch_kwargs=None, seed: int = 0,
                        prepare=None, **card_fields):
     """A real architecture with random weights, saved as the trainer saves a model: safetensors +
@@ -24,7 +33,8 @@ def write_random_model(root: Path, task: str, role: str, arch: str, classes, spe
         with torch.no_grad():
             prepare(model)
     sha = save_weights(model, folder / f"{role}.safetensors")
-    fields = {"name": f"{arch} {role}", "target_layers": {"stages": list(model.stage_names)}, **card_fields}
+    fields = {"name": f"{arch} {role}", "target_layers": {"stages": list(model.stage_names)},
+              "task_info": bundled_task_info(task), **card_fields}
     card = ModelCard(id=f"{task}/{role}", task=task, role=role, architecture=arch, arch_kwargs=kwargs,
                      classes=list(classes), input=spec, weights_file=f"{role}.safetensors", sha256=sha, **fields)
     card.save(folder / f"{role}.json")

@@ -5,8 +5,8 @@ student's explanation time against the teacher's, how often the two look at the 
 how faithful each map is to its model — must be measured on real test images with the real
 trained models, and they take minutes. Models come from the registry exactly as the app loads
 them; images are ``test``-split rows of the task's manifest, opened through ``open_study`` and
-the card's preprocessing; each model explains its own prediction, as the app shows it by
-default. Tasks without a trained teacher/student pair are reported as skipped.
+analysed by the engine exactly as the window analyses them (each model explains its own
+prediction), so the agreement figures here are the ones the window and ``medkd explain`` show. Tasks without a trained teacher/student pair are reported as skipped.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..explain import ExplainError, explain, list_methods
-from ..explain.metrics import deletion_auc, insertion_auc, pair_agreement
+from ..inference.engine import AnalysisError, Engine, IncompatibleStudyError
 from ..models.card import ModelCard
 from ..models.preprocess import model_input_image, preprocess
 from ..models.registry import ModelRegistry
@@ -95,79 +95,71 @@ def _scorecam_batching(model: torch.nn.Module, x: torch.Tensor, card: ModelCard)
     }
 
 
-def bench_task(registry: ModelRegistry, task: str, data_root: Path, n_images: int, methods: Sequence[str] | None,
+def bench_task(engine: Engine, task: str, data_root: Path, n_images: int, methods: Sequence[str] | None,
                steps: int, batching: bool) -> dict[str, Any]:
+    """Every test image through the engine, as the window analyses it (each model explains its own
+    prediction), with faithfulness on: the agreement figures are the ones the window shows."""
     try:
-        pair = registry.pair(task)
-    except ModelLoadError as exc:
-        return {"skipped": str(exc)}
-    cards = {"teacher": pair.teacher, "student": pair.student}
-    try:
-        models = {role: registry.load(card) for role, card in cards.items()}
-    except ModelLoadError as exc:
+        pair = engine.registry.pair(task)
+        engine.load_pair(pair)
+    except (ModelLoadError, AnalysisError) as exc:
         return {"skipped": str(exc)}
     manifest = manifest_for(pair.student, data_root)
     if not manifest.is_file():
         return {"skipped": f"no test manifest at {manifest}"}
-    rows = {role: pick_test_rows(manifest_for(card, data_root), card, n_images) for role, card in cards.items()}
-    if not rows["student"]:
+    rows = pick_test_rows(manifest, pair.student, n_images)
+    if not rows:
         return {"skipped": f"no test rows in {manifest.name}"}
     wanted = list(methods) if methods else list_methods()
-    applicable = {m: [r for r in cards if m in list_methods(models[r])] for m in wanted}
     acc: dict[str, dict[str, list]] = {m: {} for m in wanted}
+    applicable: dict[str, set[str]] = {m: set() for m in wanted}
     same_prediction = []
     processed = 0
     batching_result = None
-    for i, (row_t, row_s) in enumerate(zip(rows["teacher"], rows["student"], strict=False)):
+    for i, row in enumerate(rows):
         try:
-            inputs = {}
-            for role, row in (("teacher", row_t), ("student", row_s)):
-                image = model_input_image(open_study(row.path), cards[role].input)
-                inputs[role] = (image, preprocess(image, cards[role].input))
-        except (StudyLoadError, ValueError) as exc:
-            log.warning("skipping test image %s: %s", Path(row_s.path).name, exc)
+            study = open_study(row.path)
+            analysis = engine.analyze(study, pair, wanted, strip=False, skip_inapplicable=True, faithfulness=True,
+                                      steps=steps)
+        except (StudyLoadError, IncompatibleStudyError) as exc:
+            log.warning("skipping test image %s: %s", Path(row.path).name, exc)
             continue
-        log.info("%s: image %d/%d", task, i + 1, len(rows["student"]))
+        log.info("%s: image %d/%d", task, i + 1, len(rows))
         processed += 1
-        preds = {}
+        same_prediction.append(analysis.same_class)
         for method in wanted:
-            maps = {}
-            for role in applicable[method]:
-                image, x = inputs[role]
-                h = explain(models[role], x, method, card=cards[role])
-                maps[role] = h
-                preds[role] = h.predicted
-                a = acc[method]
-                a.setdefault(f"{role}_s", []).append(h.seconds)
-                a.setdefault(f"{role}_del", []).append(deletion_auc(models[role], x, h, h.target, steps=steps))
-                a.setdefault(f"{role}_ins", []).append(insertion_auc(models[role], x, h, h.target, steps=steps))
-            if len(maps) == 2:
-                frame_shape = inputs["student"][0].shape[:2]
-                agree = pair_agreement(maps["teacher"], maps["student"], cards["teacher"].input,
-                                       cards["student"].input, frame_shape)
-                for key, value in agree.items():
+            a = acc[method]
+            for res in (analysis.teacher, analysis.student):
+                if method in res.skipped:
+                    continue
+                applicable[method].add(res.role)
+                a.setdefault(f"{res.role}_s", []).append(res.explain_seconds[method])
+                a.setdefault(f"{res.role}_del", []).append(res.faithfulness[method]["deletion_auc"])
+                a.setdefault(f"{res.role}_ins", []).append(res.faithfulness[method]["insertion_auc"])
+            if method in analysis.agreement:
+                for key, value in analysis.agreement[method].to_dict().items():
                     acc[method].setdefault(f"agree_{key}", []).append(value)
-        if len(preds) == 2:
-            same_prediction.append(cards["teacher"].classes[preds["teacher"]] == cards["student"].classes[preds["student"]])
         if batching and batching_result is None and "scorecam" in wanted:
-            batching_result = _scorecam_batching(models["student"], inputs["student"][1], cards["student"])
+            card = pair.student
+            x = preprocess(model_input_image(study, card.input), card.input)
+            batching_result = _scorecam_batching(engine.load_pair(pair)[1], x, card)
     result: dict[str, Any] = {
         "teacher": pair.teacher.id, "student": pair.student.id, "n_images": processed,
         "same_prediction": _mean([float(s) for s in same_prediction]),
     }
     for method in wanted:
         a = acc[method]
-        if not applicable[method]:
+        roles = [r for r in ("teacher", "student") if r in applicable[method]]
+        if not roles:
             result[method] = {"skipped": "applies to neither model"}
             continue
         entry: dict[str, Any] = {}
-        for role in ("teacher", "student"):
-            if role in applicable[method]:
-                entry[f"{role}_ms"] = _median([s * 1000 for s in a.get(f"{role}_s", [])])
-                entry[f"{role}_met_ms"] = _mean([s * 1000 for s in a.get(f"{role}_s", [])])
+        for role in roles:
+            entry[f"{role}_ms"] = _median([s * 1000 for s in a.get(f"{role}_s", [])])
+            entry[f"{role}_met_ms"] = _mean([s * 1000 for s in a.get(f"{role}_s", [])])
         entry["agreement"] = {k[len("agree_"):]: _median(v) for k, v in a.items() if k.startswith("agree_")} or None
-        entry["deletion_auc"] = {r: _median(a.get(f"{r}_del", [])) for r in applicable[method]}
-        entry["insertion_auc"] = {r: _median(a.get(f"{r}_ins", [])) for r in applicable[method]}
+        entry["deletion_auc"] = {r: _median(a.get(f"{r}_del", [])) for r in roles}
+        entry["insertion_auc"] = {r: _median(a.get(f"{r}_ins", [])) for r in roles}
         if entry.get("teacher_ms") and entry.get("student_ms"):
             entry["speedup"] = round(entry["teacher_ms"] / entry["student_ms"], 2)
         result[method] = entry
@@ -209,14 +201,14 @@ def bench_explain(
     from ..paths import shared_data_dir
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    registry = registry or ModelRegistry()
+    engine = Engine(registry or ModelRegistry(), "cpu")
     data_root = Path(data_root) if data_root else shared_data_dir()
     unknown = [m for m in methods or [] if m not in list_methods()]
     if unknown:
         raise ExplainError(f"Unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(list_methods())}.")
     out: dict[str, Any] = {}
-    for task in tasks or registry.tasks():
-        out[task] = bench_task(registry, task, data_root, n_images, methods, steps, batching)
+    for task in tasks or engine.registry.tasks():
+        out[task] = bench_task(engine, task, data_root, n_images, methods, steps, batching)
     return {
         "device": "cpu", "threads": torch.get_num_threads(), "batch": 1, "n_images_per_task": n_images,
         "split": "test", "deletion_insertion_steps": steps, "tasks": out,

@@ -48,6 +48,9 @@ class TrainConfig:
     license: str = ""
     #: named test subsets reported separately, e.g. {"adult_only": {"exclude_source_contains": "lecuong1502"}}
     subsets: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: models.card.TaskInfo fields (what studies the task's models read); students and baselines
+    #: may leave it out and inherit the installed teacher card's
+    task_info: dict[str, Any] = field(default_factory=dict)
     limit: int = 0  # use at most this many images per split (quick runs and tests); 0 = all
 
     @classmethod

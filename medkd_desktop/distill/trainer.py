@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.card import ModelCard
+from ..models.card import ModelCard, TaskInfo
 from ..models.preprocess import normalize
-from ..models.registry import load_model
-from ..models.weights import save_weights
+from ..models.registry import ModelRegistry, load_model
+from ..models.weights import ModelLoadError, save_weights
 from ..paths import REPO_DIR, shared_data_dir
 from .augment import augment_batch
 from .config import TrainConfig
@@ -234,6 +234,15 @@ class Trainer:
                                                                       "auc": test_m["auc"]}})
         return card
 
+    def _task_info(self) -> TaskInfo:
+        """The config's task fields, else those of the installed teacher of the same task."""
+        if self.cfg.task_info:
+            return TaskInfo.from_dict(self.cfg.task_info)
+        try:
+            return ModelRegistry().card(self.cfg.task, "teacher").task_info
+        except ModelLoadError:
+            return TaskInfo()
+
     def _write_card(self, model: torch.nn.Module, manifest: Path, test_m: dict, history: list, seconds: float) -> ModelCard:
         cfg = self.cfg
         out_dir = resolve(cfg.out_dir or f"trained_models/{cfg.task}", REPO_DIR)
@@ -257,7 +266,7 @@ class Trainer:
                 "command": shlex.join(self.command), "config": cfg.to_dict(), "history": history,
             },
             metrics=test_m, provenance=cfg.provenance, caveats=list(cfg.caveats), license=cfg.license,
-            target_layers={"stages": list(getattr(model, "stage_names", []))},
+            target_layers={"stages": list(getattr(model, "stage_names", []))}, task_info=self._task_info(),
         )
         card.save(out_dir / f"{stem}.json")
         return card

@@ -4,30 +4,38 @@
 ``list_methods()``: ``gradcam``, ``gradcam++``, ``scorecam``, ``layercam``, ``eigencam``
 (pytorch-grad-cam), ``feature_maps`` (002), ``dfs_ex`` and ``attention`` (003),
 ``hdkd_stage`` (004). Metrics live in ``explain.metrics``, overlays in ``explain.overlay``.
-Importing this package registers every method.
+The registry (``base``) imports every method module the first time it is asked for one.
 """
 from __future__ import annotations
 
-# Import order = the order list_methods() gives (the CLI and GUI show methods in it).
-from . import cam, feature_maps, dfs_ex, hdkd_stage  # noqa: F401,I001  (registration side effect)
-from .base import (
-    ExplainError,
-    Heatmap,
-    explain,
-    explainer_info,
-    list_methods,
-    method_label,
-    register_explainer,
-    stage_names,
-    target_layers,
-)
-from .cam import cam_classes, scorecam_batch_size
-from .metrics import agreement, deletion_auc, insertion_auc, iou_topk, pair_agreement, pearson, road, ssim
+from typing import Any
+
+#: Public names and the submodule each lives in. Loaded on first use (PEP 562): importing
+#: ``medkd_desktop.explain.overlay`` (the window's colours) must not import torch and every
+#: explainer while the window starts; the engine imports them on its worker thread.
+_EXPORTS = {
+    **dict.fromkeys(("ExplainError", "Heatmap", "explain", "explainer_info", "list_methods", "method_label",
+                     "register_explainer", "stage_names", "target_layers"), "base"),
+    **dict.fromkeys(("cam_classes", "scorecam_batch_size"), "cam"),
+    **dict.fromkeys(("agreement", "deletion_auc", "insertion_auc", "iou_topk", "map_agreement", "pearson", "road",
+                     "ssim"), "metrics"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
 
 
 def preload() -> None:
     """Import pytorch-grad-cam now (it is loaded on first use: torchvision, scikit-learn and
     OpenCV come with it). A worker can call this at start so the first analysis does not wait."""
+    from .cam import cam_classes
+
     cam_classes()
 
 
@@ -42,7 +50,7 @@ __all__ = [
     "iou_topk",
     "list_methods",
     "method_label",
-    "pair_agreement",
+    "map_agreement",
     "pearson",
     "preload",
     "register_explainer",

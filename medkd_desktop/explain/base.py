@@ -161,18 +161,34 @@ def register_explainer(
     return deco
 
 
+#: The modules that register the built-in methods, in the order menus list them.
+_METHOD_MODULES = ("cam", "feature_maps", "dfs_ex", "hdkd_stage")
+
+
+@functools.cache
+def _load_methods() -> None:
+    """Import the built-in explainers (each registers itself) the first time the registry is read."""
+    from importlib import import_module
+
+    for name in _METHOD_MODULES:
+        import_module(f"{__package__}.{name}")
+
+
 def list_methods(model: nn.Module | None = None) -> list[str]:
     """Registered method names in registration order; with *model*, only those that apply to it."""
+    _load_methods()
     return [n for n, info in _EXPLAINERS.items() if model is None or info.supports(model)]
 
 
 def method_label(method: str) -> str:
     """The name a user reads for *method* (the method name itself when it is not registered)."""
+    _load_methods()
     info = _EXPLAINERS.get(method)
     return info.label if info is not None else method
 
 
 def explainer_info(method: str) -> ExplainerInfo:
+    _load_methods()
     try:
         return _EXPLAINERS[method]
     except KeyError:

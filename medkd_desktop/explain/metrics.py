@@ -12,21 +12,21 @@ where it matters. The app therefore reports
   Petsiuk et al. 2018), and ROAD (pytorch-grad-cam's noisy-linear-imputation version, which
   avoids the out-of-distribution artefacts of plain deletion; higher is better).
 
-Maps may come at different resolutions (a teacher and a student with different input
-sizes): the second map is resized to the first before comparison.
+Two models' maps of one image are compared by :func:`map_agreement` on one documented grid
+(:func:`agreement_grid`); the bare functions resize the second map to the first.
 """
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 
-from ..models.geometry import resize_map
+from ..models.geometry import Box, PlacedMap, fit, resize_map
 from .base import Heatmap, _eval_mode
 
 Baseline = Literal["blur", "mean", "zero"]
@@ -105,21 +105,31 @@ def agreement(a: MapLike, b: MapLike, k: float = 20.0) -> dict[str, float]:
     return {"pearson": pearson(a, b), "ssim": ssim(a, b), f"iou_top{k:g}": iou_topk(a, b, k)}
 
 
-def pair_agreement(teacher: Heatmap, student: Heatmap, teacher_spec: Any, student_spec: Any,
-                   frame_shape: Sequence[int], k: float = 20.0, max_side: int = 256) -> dict[str, float]:
-    """Agreement of two models' heatmaps of the same frame, each made with its own card's input.
+#: Agreement grids are at most this many pixels on their longer side: enough for region overlap,
+#: and SSIM on a full 2000 px radiograph would cost more than the explanation itself.
+AGREEMENT_MAX_SIDE = 256
 
-    When both cards crop the frame alike, the maps cover the same region and are compared
-    directly (the second resized to the first). Otherwise each is placed on the frame
-    (``Heatmap.to_frame``) at a reduced size (longest side *max_side*, enough for region
-    overlap and far cheaper than SSIM on a full radiograph) and compared there.
+
+def agreement_grid(teacher: PlacedMap, student: PlacedMap) -> tuple[Box, tuple[int, int]]:
+    """Where and at what resolution two models' maps of one image are compared.
+
+    The region is the part of the analysed image both models saw (the intersection of their
+    input boxes). The grid samples that region at the finer of the two maps' own resolutions
+    there (so two 224 px maps of the same crop are compared pixel for pixel, unresampled),
+    with its longer side capped at :data:`AGREEMENT_MAX_SIDE`.
     """
-    if getattr(teacher_spec, "crop", None) == getattr(student_spec, "crop", None):
-        return agreement(teacher, student, k)
-    h, w = int(frame_shape[0]), int(frame_shape[1])
-    scale = min(1.0, max_side / max(h, w))
-    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return agreement(teacher.to_frame(shape, teacher_spec), student.to_frame(shape, student_spec), k)
+    region = teacher.box.intersection(student.box) or Box(0, 0, *teacher.image_shape)
+    density = max(m.map.shape[0] / m.box.height for m in (teacher, student))
+    density = max(density, *(m.map.shape[1] / m.box.width for m in (teacher, student)))
+    shape = fit((max(1, round(region.height * density)), max(1, round(region.width * density))), AGREEMENT_MAX_SIDE)
+    return region, shape
+
+
+def map_agreement(teacher: PlacedMap, student: PlacedMap, k: float = 20.0) -> dict[str, float]:
+    """THE teacher-student agreement of two placed maps (the window, ``medkd analyze``, ``medkd
+    explain`` and ``medkd bench explain`` all report this figure), on :func:`agreement_grid`."""
+    region, shape = agreement_grid(teacher, student)
+    return agreement(teacher.over(region, shape), student.over(region, shape), k)
 
 
 # --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ figure, no backend), so this is cheap and thread-safe.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,13 @@ from matplotlib import colormaps
 from PIL import Image
 
 from .base import Heatmap
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    colormap: str = "inferno"
+    opacity: float = 0.45
+    threshold: float = 0.0
 
 
 def _map(m: Heatmap | np.ndarray) -> np.ndarray:

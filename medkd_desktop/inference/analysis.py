@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models.geometry import PlacedMap
+
 
 @dataclass
 class ModelResult:
@@ -20,10 +22,16 @@ class ModelResult:
     classes: list[str]
     probabilities: np.ndarray  # (n_classes,), sums to 1 (for tiled images: mean over tiles)
     latency_ms: float  # forward pass, batch 1 (summed over tiles)
-    #: method name -> heatmap float32 (H, W) in [0, 1] at the analysed image's resolution
-    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+    #: method name -> heatmap at the model's resolution with the box of the analysed image it covers
+    heatmaps: dict[str, PlacedMap] = field(default_factory=dict)
     #: method name -> seconds the explanation took (MET)
     explain_seconds: dict[str, float] = field(default_factory=dict)
+    #: method name -> its per-stage maps, for multi-layer methods (feature maps, DFS-Ex's texture/shape)
+    stages: dict[str, list[tuple[str, PlacedMap]]] = field(default_factory=dict)
+    #: method name -> why it was not run for this model (e.g. attention on a CNN)
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: method name -> {"deletion_auc", "insertion_auc"} when faithfulness was asked for
+    faithfulness: dict[str, dict[str, float]] = field(default_factory=dict)
     #: 002 layer-by-layer strip: (stage name, average feature map in [0, 1]) shallow -> deep
     feature_maps: list[tuple[str, np.ndarray]] = field(default_factory=list)
     test_accuracy: float | None = None  # from the model card
@@ -45,20 +53,24 @@ class ModelResult:
             "latency_ms": round(self.latency_ms, 2),
             "explain_ms": {m: round(s * 1000, 1) for m, s in self.explain_seconds.items()},
             "test_accuracy": self.test_accuracy,
+            **({"skipped": dict(self.skipped)} if self.skipped else {}),
+            **({"faithfulness": {m: {k: round(v, 4) for k, v in f.items()} for m, f in self.faithfulness.items()}}
+               if self.faithfulness else {}),
         }
 
 
 @dataclass
 class HeatmapAgreement:
-    """Teacher vs student heatmap of one method (explain.metrics)."""
+    """Teacher vs student heatmap of one method (``explain.metrics.map_agreement``'s grid)."""
 
     pearson: float
     ssim: float
     iou_top20: float
 
     def to_dict(self) -> dict[str, float | None]:
-        """NaN (a flat map has no correlation) becomes None, so the JSON stays valid."""
-        return {k: None if v != v else round(v, 4) for k, v in
+        """NaN (a flat map has no correlation) becomes None, so the JSON stays valid; full precision,
+        so that every command that reports the figure reports the same number."""
+        return {k: None if v != v else float(v) for k, v in
                 (("pearson", self.pearson), ("ssim", self.ssim), ("iou_top20", self.iou_top20))}
 
 
@@ -75,6 +87,9 @@ class Analysis:
     device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
     n_tiles: int = 1
+
+    def result(self, role: str) -> ModelResult:
+        return self.teacher if role == "teacher" else self.student
 
     @property
     def same_class(self) -> bool:

@@ -8,21 +8,25 @@ Design choices a reader of the results needs to know:
 
 * **One preprocessing path.** Each card's own :class:`InputSpec` (teacher and student may differ)
   goes through :func:`model_input_image` and :func:`preprocess`, exactly as in training.
-* **Heatmaps live on the analysed image**, i.e. the frame the clinician sees (or the glass-brain
-  image for fMRI cards), not on the 224 px model input: a centre-square crop is mapped back into
-  its square of the full frame and the parts the model never saw stay 0, so an overlay never
+* **Heatmaps stay at model resolution** with the box of the analysed image (the frame the
+  clinician sees, or the glass-brain image for fMRI cards) that the model saw
+  (:class:`~medkd_desktop.models.geometry.PlacedMap`). The viewers and the exporters draw them
+  onto the frame at the size they need; outside the box a drawn map is 0, so an overlay never
   claims evidence from pixels the model did not look at.
 * **Tiled fields** (large H&E images, ``Study.tiles``) run every tile through both models
   (batched), average the tile probabilities into one field prediction, and explain the *field's*
   predicted class (or the requested target) in every tile. Each tile's map is scaled by that
-  tile's probability for the class before being pasted into the full-field map, so tiles that
-  do not show the class stay dim instead of each tile lighting up its own "hottest" spot.
+  tile's probability for the class before being pasted into a mosaic of the whole field (at the
+  models' resolution, at most :data:`MOSAIC_MAX_SIDE` px), so tiles that do not show the class
+  stay dim instead of each tile lighting up its own "hottest" spot.
 * **Latency** is one timed batch-1 forward pass per model (``torch.inference_mode``, CUDA
   synchronised), i.e. what this analysis cost, not a benchmark median (see ``medkd bench
   inference`` for that). For tiled fields it is the time of all tile forwards together.
-* **Agreement** (Pearson r, SSIM, top-20 % IoU from ``explain.metrics``) is computed on the two
-  heatmaps over the region both models saw, resampled to a common grid of at most
-  :data:`AGREEMENT_MAX_SIDE` px, so the figure does not depend on the display resolution.
+* **Agreement** (Pearson r, SSIM, top-20 % IoU) is ``explain.metrics.map_agreement``: the one
+  function and grid (the region both models saw, at the maps' own resolution, at most 256 px)
+  behind every agreement figure the app, ``medkd explain`` and ``medkd bench explain`` report.
+* With ``faithfulness=True`` each map also gets deletion and insertion AUC against its own model
+  (``explain.metrics``, the benchmark's code) on the model input it explains.
 * Models load once per device through the registry's cache; a lock serialises analyses so two
   threads never hook (Grad-CAM) the same module at once. The first :meth:`Engine.load_pair` also
   runs one throw-away Grad-CAM, because the first CAM of a process pays seconds of imports.
@@ -45,94 +49,34 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..models.card import ModelCard
-from ..models.preprocess import InputSpec, model_input_image, preprocess
-from ..models.registry import TASK_BY_MODALITY, ModelPair, ModelRegistry, propose_task
+from ..models.geometry import Box, PlacedMap, fit, input_box, resize_map, whole
+from ..models.preprocess import model_input_image, preprocess
+from ..models.registry import ModelPair, ModelRegistry
 from ..models.weights import ModelLoadError
 from ..studies.errors import StudyLoadError
-from ..studies.study import Study, StudyKind, windows_like
+from ..studies.study import DisplayWindow, Study, StudyKind, windows_like
 from .analysis import Analysis, HeatmapAgreement, ModelResult
+from .errors import AnalysisCancelled, AnalysisError, IncompatibleStudyError, ModelUnavailableError
+from .pairing import mismatch_warning
+from .view_state import STRIP_METHOD
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AGREEMENT_MAX_SIDE",
     "AnalysisCancelled",
     "AnalysisError",
     "Engine",
     "IncompatibleStudyError",
     "ModelUnavailableError",
-    "TASK_DESCRIPTIONS",
     "default_device",
-    "propose_pair",
-    "task_mismatch_warning",
 ]
 
-#: Heatmaps are compared on a grid whose longer side is at most this many pixels.
-AGREEMENT_MAX_SIDE = 256
 #: Tiles per forward batch for tiled fields (bounded memory: 16 x 3 x 224 x 224 floats = 10 MB).
 TILE_BATCH = 16
-#: The method that fills the layer-by-layer strip (not an overlay).
-STRIP_METHOD = "feature_maps"
-
-#: What each bundled task's models were trained on, in a clinician's words (mismatch warnings).
-TASK_DESCRIPTIONS: dict[str, str] = {
-    "cxr-covid": "chest radiographs",
-    "brain-tumor-mri": "brain MR slices",
-    "histo-lc25000": "H&E histology tiles of lung and colon",
-    "skin-ham10000": "dermoscopy images of skin lesions",
-    "fmri-asd": "resting-state fMRI summary maps (glass-brain images)",
-}
-_MODALITY_WORDS: dict[str, str] = {
-    "CR": "radiograph (CR)",
-    "DX": "radiograph (DX)",
-    "MR": "MR",
-    "CT": "CT",
-    "US": "ultrasound",
-    "NM": "nuclear medicine",
-    "PT": "PET",
-    "XA": "angiography",
-    "fMRI": "fMRI map",
-    "histology": "histology",
-    "dermoscopy": "dermoscopy",
-    "photo": "colour photograph",
-    "OT": "grey-scale image",
-}
-_COLOUR_TASKS = {"histo-lc25000", "skin-ham10000"}
-
-
-# --------------------------------------------------------------------------------- errors
-
-
-class AnalysisError(Exception):
-    """The analysis could not be done; ``str()`` is one sentence for the user, ``detail`` for the log."""
-
-    message = "The analysis could not be completed."
-
-    def __init__(self, message: str | None = None, *, detail: str = "") -> None:
-        self.detail = detail
-        super().__init__(message or self.message)
-
-
-class AnalysisCancelled(AnalysisError):
-    message = "The analysis was cancelled."
-
-
-class IncompatibleStudyError(AnalysisError):
-    """The chosen models cannot read this study (e.g. an fMRI model on a radiograph), or a bad option."""
-
-    message = "The chosen models cannot analyse this study."
-
-
-class ModelUnavailableError(AnalysisError):
-    """A model of the pair is not installed, or its weights are missing or damaged."""
-
-    message = "A model of the chosen pair could not be loaded."
-
-
-# --------------------------------------------------------------------------------- pairing
+#: A tiled field's heatmap mosaic is at most this many pixels on its longer side.
+MOSAIC_MAX_SIDE = 2048
 
 
 def default_device() -> str:
@@ -150,10 +94,6 @@ def _parse_device(device: str | torch.device | None) -> torch.device:
         raise AnalysisError(f"The device {device!r} is not known; use cpu or cuda.") from None
 
 
-def _modality_words(modality: str) -> str:
-    return _MODALITY_WORDS.get(modality, modality or "unknown")
-
-
 def fmri_map_warning(study: Study, wanted: str | None) -> str | None:
     """A model reading *wanted* (e.g. amplitude) maps, given a 3-D map of another or unknown kind."""
     if not wanted or wanted in study.maps or "input" not in study.maps:
@@ -165,54 +105,6 @@ def fmri_map_warning(study: Study, wanted: str | None) -> str | None:
                 f"their predictions and heatmaps for it are not meaningful.")
     return (f"The models were trained on {wanted} maps; the file does not say which map it holds, "
             f"so make sure it is a {wanted} map.")
-
-
-def task_mismatch_warning(study: Study, task: str) -> str | None:
-    """A sentence when *task*'s models were not trained on studies like this one, else None.
-
-    Why only a warning: the modality hint can be missing or wrong (a radiograph saved as JPEG
-    reads as a plain grey image), so the user may override; but a chest model on an MR must
-    never run silently, because its confident-looking output would be meaningless.
-    """
-    trained_on = TASK_DESCRIPTIONS.get(task, f"the {task} data")
-    expected = TASK_BY_MODALITY.get(study.modality)
-    if expected is not None:
-        if expected == task:
-            return None
-        return (f"This is a {_modality_words(study.modality)} study, but the {task} models were trained on "
-                f"{trained_on}; their output means nothing for it.")
-    # No task is known for this modality (plain grey JPEG, CT, photo): judge by colour only.
-    if task in _COLOUR_TASKS and not study.is_rgb:
-        return f"This is a grey-scale image, but the {task} models were trained on colour {trained_on}."
-    if task not in _COLOUR_TASKS and task in TASK_DESCRIPTIONS and study.is_rgb and task != "fmri-asd":
-        return f"This is a colour image, but the {task} models were trained on grey-scale {trained_on}."
-    if study.modality not in ("OT", ""):
-        return (f"MedKD has no model for {_modality_words(study.modality)} studies; the {task} models were "
-                f"trained on {trained_on}.")
-    return None
-
-
-def propose_pair(study: Study, registry: ModelRegistry, chosen: str | None = None) -> tuple[str | None, str | None]:
-    """The task to use for *study* and a warning to show (either may be None).
-
-    Without *chosen*: the task the study's modality suggests when its models are installed
-    (``registry.propose_task`` rule), else ``(None, reason)``. With *chosen* (the user's pick):
-    ``(chosen, mismatch warning or None)``.
-    """
-    available = registry.paired_tasks()
-    if chosen is not None:
-        if chosen not in available:
-            listing = ", ".join(available) or "none installed"
-            return None, f"No models are installed for task {chosen!r} (installed: {listing})."
-        return chosen, task_mismatch_warning(study, chosen)
-    task = propose_task(study.modality, available)
-    if task is not None:
-        return task, None
-    listing = ", ".join(available) or "none installed"
-    wanted = TASK_BY_MODALITY.get(study.modality)
-    if wanted is not None:
-        return None, f"The {wanted} models for {_modality_words(study.modality)} studies are not installed; choose a task ({listing})."
-    return None, f"No model is proposed for a {_modality_words(study.modality)} study; choose a task ({listing})."
 
 
 # --------------------------------------------------------------------------------- explain glue
@@ -242,49 +134,13 @@ def _stage_maps(heatmap: Any) -> list[tuple[str, np.ndarray]]:
     return [(str(n), _heatmap_array(m)) for n, m in zip(names, heatmap.stages, strict=False)]
 
 
-def _run_explain(model: torch.nn.Module, inputs: Any, index: int, method: str, target: int | None) -> Any:
+def _run_explain(model: torch.nn.Module, inputs: _Inputs, index: int, method: str, target: int | None) -> Any:
     """``explain`` on one input, its ExplainError (method does not apply...) as a typed analysis error."""
     module = _explain_module()
     try:
         return module.explain(model, inputs.tensor[index:index + 1], method, target=target, card=inputs.card)
     except module.ExplainError as exc:
         raise IncompatibleStudyError(f"{inputs.card.role.capitalize()} model: {exc}", detail=str(exc)) from None
-
-
-def _agreement(t: np.ndarray, s: np.ndarray) -> HeatmapAgreement:
-    """explain.metrics' three figures; NaN where undefined (a flat, constant map)."""
-    from ..explain.metrics import iou_topk, pearson, ssim
-
-    return HeatmapAgreement(pearson=pearson(t, s), ssim=ssim(t, s), iou_top20=iou_topk(t, s, 20.0))
-
-
-# --------------------------------------------------------------------------------- geometry
-
-
-def _crop_box(shape: tuple[int, int], spec: InputSpec) -> tuple[int, int, int, int]:
-    """(y0, x0, y1, x1) of the part of an (H, W) image a model of *spec* sees (preprocess's crop)."""
-    h, w = shape
-    if spec.crop == "center_square":
-        s = min(h, w)
-        y0, x0 = (h - s) // 2, (w - s) // 2
-        return y0, x0, y0 + s, x0 + s
-    return 0, 0, h, w
-
-
-def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a 2-D map (area-averaged when shrinking), float32."""
-    if tuple(arr.shape) == tuple(shape):
-        return arr.astype(np.float32, copy=False)
-    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
-    shrink = shape[0] < arr.shape[0] or shape[1] < arr.shape[1]
-    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode="bilinear", align_corners=False, antialias=shrink)
-    return out[0, 0].clamp_(0.0, 1.0).numpy()
-
-
-def _fit(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
-    h, w = shape
-    scale = min(1.0, max_side / max(h, w))
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 # --------------------------------------------------------------------------------- engine
@@ -299,9 +155,13 @@ class _Inputs:
     """A model's tensors and where each one lies in the analysed image."""
 
     tensor: torch.Tensor  # (N, C, S, S) normalised; N = 1, or the number of tiles
-    boxes: list[tuple[int, int, int, int]]  # per input: region of the analysed image it covers
+    boxes: list[Box]  # per input: the region of the analysed image it covers
     image: np.ndarray  # the analysed image this model's inputs came from ([0, 1], gray or RGB)
     card: ModelCard  # its per-method target layers reach the explainers
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.shape[:2]
 
 
 class _Steps:
@@ -382,6 +242,12 @@ class Engine:
                 self._warm_up(models[1], pair.student)
             return models
 
+    def methods_for(self, pair: ModelPair | str) -> list[str]:
+        """Explanation methods that apply to both models of the pair (attention needs a transformer)."""
+        teacher, student = self.load_pair(pair)
+        methods = _explain_module().list_methods
+        return [m for m in methods(teacher) if m in methods(student)]
+
     def _warm_up(self, model: torch.nn.Module, card: ModelCard) -> None:
         """One throw-away Grad-CAM of the student on a blank input.
 
@@ -419,20 +285,28 @@ class Engine:
         on_progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         strip: bool = True,
+        *,
+        skip_inapplicable: bool = False,
+        faithfulness: bool = False,
+        steps: int = 20,
     ) -> Analysis:
         """Analyse the frame (*volume*, *slice_*) of *study* (slice None: the middle one, as shown).
 
-        *methods*: explanation methods (``explain`` names); ``"feature_maps"`` among them is not an
-        overlay but asks for each model's layer strip. *strip* (default True) computes the strip
-        anyway; it costs one more forward pass per model (about a third of a 2-D analysis), so
-        callers that never show it (the CLI) turn it off. *target*: a class name both models
-        explain, or None for each model's own prediction. Raises only :class:`AnalysisError`
-        subclasses (:class:`AnalysisCancelled` when *cancel()* turned true).
+        *methods*: explanation methods (``explain`` names). *strip* (default True) also fills each
+        model's layer strip (``feature_maps``' stages); it costs one more forward pass per model
+        (about a third of a 2-D analysis) unless ``feature_maps`` is among *methods*, so callers
+        that never show it (the CLI) turn it off. *target*: a class name both models
+        explain, or None for each model's own prediction. *skip_inapplicable*: a method that does
+        not apply to a model (attention on a CNN) is listed in ``ModelResult.skipped`` instead of
+        failing the analysis. *faithfulness*: deletion/insertion AUC per map (*steps* each).
+        Raises only :class:`AnalysisError` subclasses (:class:`AnalysisCancelled` when
+        *cancel()* turned true).
         """
         with self._lock:
             try:
                 return self._analyze(study, self._resolve_pair(pair), list(methods), target, volume, slice_,
-                                     on_progress, cancel, strip or STRIP_METHOD in methods)
+                                     _Steps(0, on_progress, cancel, self._sync), strip,
+                                     skip_inapplicable, steps if faithfulness else 0)
             except AnalysisError:
                 raise
             except ModelLoadError as exc:
@@ -449,34 +323,22 @@ class Engine:
                     detail=f"{type(exc).__name__}: {exc}",
                 ) from None
 
-    def analyze_frame(
-        self,
-        image: np.ndarray,
-        pair: ModelPair | str,
-        methods: Sequence[str] = ("gradcam",),
-        target: str | None = None,
-        modality: str = "OT",
-        on_progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None,
-        strip: bool = True,
-    ) -> Analysis:
+    def analyze_frame(self, image: np.ndarray, pair: ModelPair | str, methods: Sequence[str] = ("gradcam",),
+                      target: str | None = None, modality: str = "OT", **kwargs: Any) -> Analysis:
         """Analyse a bare displayed image ([0, 1], gray (H, W) or RGB (H, W, 3)), e.g. a screenshot."""
         img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
         if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
             raise IncompatibleStudyError("The image must be grey (H, W) or colour (H, W, 3).")
         pixels = img[None, None]
-        from ..studies.study import DisplayWindow
-
         window = None if img.ndim == 3 else DisplayWindow(0.5, 1.0)  # identity window on [0, 1]
         study = Study(kind=StudyKind.IMAGE, modality=modality, pixels=pixels, windows=windows_like(pixels, window),
                       source=Path("<frame>"))
-        return self.analyze(study, pair, methods, target, 0, 0, on_progress, cancel, strip)
+        return self.analyze(study, pair, methods, target, 0, 0, **kwargs)
 
     # -- the steps ----------------------------------------------------------------------
 
     def _analyze(self, study: Study, pair: ModelPair, methods: list[str], target: str | None, volume: int,
-                 slice_: int | None, on_progress: ProgressFn | None, cancel: CancelFn | None,
-                 strip: bool) -> Analysis:
+                 slice_: int | None, steps: _Steps, strip: bool, lenient: bool, faithful_steps: int) -> Analysis:
         t_start = time.perf_counter()
         t_card, s_card = pair.teacher, pair.student
         for card in (t_card, s_card):
@@ -491,11 +353,9 @@ class Engine:
             raise IncompatibleStudyError(f"The study has no slice {slice_ + 1} (it has {study.n_slices}).")
         z = study.n_slices // 2 if slice_ is None else slice_
         tiled = study.tiles is not None and not (t_card.input.fmri_map or s_card.input.fmri_map)
-        n_tiles = len(study.tiles.boxes) if tiled and study.tiles is not None else 1
 
         # load, preprocess, two forwards, each method for both models, agreement, (strip)
-        n_steps = 5 + 2 * len(overlay_methods) + int(strip)
-        steps = _Steps(n_steps, on_progress, cancel, self._sync)
+        steps.total = 5 + 2 * len(overlay_methods) + int(strip)
         warnings = self._warnings(study, pair)
 
         teacher, student = steps.run("load_models", "models loaded", lambda: self.load_pair(pair))
@@ -503,45 +363,58 @@ class Engine:
                                lambda: (self._inputs(study, t_card, volume, z, tiled),
                                         self._inputs(study, s_card, volume, z, tiled)))
         image = t_in.image
-        if s_in.image.shape[:2] != image.shape[:2]:
+        if s_in.shape != t_in.shape:
             warnings.append("Teacher and student see differently rendered images; the student's heatmaps are "
-                            "resampled onto the teacher's image.")
+                            "placed on the teacher's image.")
         t_probs, t_ms = steps.run("teacher_forward", "teacher prediction", lambda: self._forward(teacher, t_in, steps))
         s_probs, s_ms = steps.run("student_forward", "student prediction", lambda: self._forward(student, s_in, steps))
 
         t_res = self._result("teacher", t_card, t_probs, t_ms)
         s_res = self._result("student", s_card, s_probs, s_ms)
-        tile_probs = {"teacher": t_probs, "student": s_probs}
-        t_target = t_card.classes.index(target) if target is not None else t_res.predicted_index
-        s_target = s_card.classes.index(target) if target is not None else s_res.predicted_index
-
-        hw = image.shape[:2]
+        runs = ((teacher, t_in, t_res, t_probs), (student, s_in, s_res, s_probs))
+        applies = _explain_module().list_methods
         for method in overlay_methods:
-            for model, inputs, res, cls in ((teacher, t_in, t_res, t_target), (student, s_in, s_res, s_target)):
-                heat, seconds = steps.run(
+            for model, inputs, res, tile_probs in runs:
+                if lenient and method not in applies(model):
+                    res.skipped[method] = f"{method} does not apply to {inputs.card.architecture}"
+                    steps.done += 1
+                    continue
+                cls = res.classes.index(target) if target is not None else res.predicted_index
+                placed, seconds, quality, stages = steps.run(
                     f"{method}_{res.role}", f"{method} of the {res.role}",
-                    lambda model=model, inputs=inputs, res=res, cls=cls: self._explain(
-                        model, inputs, method, cls, tile_probs[res.role], hw, steps),
+                    lambda model=model, inputs=inputs, cls=cls, tile_probs=tile_probs: self._explain(
+                        model, inputs, method, cls, tile_probs, tiled, faithful_steps, steps),
                 )
-                res.heatmaps[method] = heat
+                if placed.image_shape != image.shape[:2]:  # the student's rendering differs: onto the teacher's
+                    placed = PlacedMap(placed.map, placed.box.scaled(placed.image_shape, image.shape[:2]),
+                                       image.shape[:2])
+                res.heatmaps[method] = placed
                 res.explain_seconds[method] = seconds
-                if float(heat.max()) <= 0.0:
+                if stages:
+                    res.stages[method] = stages
+                if quality:
+                    res.faithfulness[method] = quality
+                if placed.empty:
                     warnings.append(f"The {res.role}'s {method} map is empty: no region of the image raises its score "
                                     f"for {res.classes[cls]}, so there is nothing to show.")
 
-        region = self._common_region(hw, t_card.input, s_card.input, tiled)
+        both = [m for m in overlay_methods if m in t_res.heatmaps and m in s_res.heatmaps]
         agreement = steps.run("agreement", "heatmap agreement",
-                              lambda: {m: self._agree(t_res.heatmaps[m], s_res.heatmaps[m], region) for m in overlay_methods})
-        if strip:
+                              lambda: {m: self._agree(t_res.heatmaps[m], s_res.heatmaps[m]) for m in both})
+        if strip and (tiled or STRIP_METHOD not in overlay_methods):
             steps.run("feature_maps", "layer strips",
-                      lambda: self._strips(((teacher, t_in, t_res), (student, s_in, s_res)), hw, tiled, steps))
+                      lambda: self._strips(((teacher, t_in, t_res), (student, s_in, s_res)), tiled, steps))
+        elif strip:  # the strip is the explained feature maps' stages
+            for res in (t_res, s_res):
+                res.feature_maps = [(name, m.map) for name, m in res.stages.get(STRIP_METHOD, [])]
 
         steps.timings["total"] = (time.perf_counter() - t_start) * 1000.0
         log.info("analysis of a %s study with %s done in %.0f ms on %s", study.kind.value, pair.task,
                  steps.timings["total"], self.device)
         return Analysis(
             task=pair.task, image=image, frame_index=(volume, z), teacher=t_res, student=s_res, target=target,
-            agreement=agreement, timings_ms=steps.timings, device=self.device, warnings=warnings, n_tiles=n_tiles,
+            agreement=agreement, timings_ms=steps.timings, device=self.device, warnings=warnings,
+            n_tiles=len(t_in.boxes) if tiled else 1,
         )
 
     def _check_methods(self, methods: list[str]) -> list[str]:
@@ -551,19 +424,11 @@ class Engine:
             raise IncompatibleStudyError(
                 f"Unknown explanation method {unknown[0]!r}; choose one of: {', '.join(known)}."
             )
-        out: list[str] = []
-        for m in methods:
-            if m != STRIP_METHOD and m not in out:
-                out.append(m)
-        return out
+        return list(dict.fromkeys(methods))
 
     def _warnings(self, study: Study, pair: ModelPair) -> list[str]:
-        warnings: list[str] = []
-        mismatch = task_mismatch_warning(study, pair.task)
-        if mismatch:
-            warnings.append(mismatch)
-        for card in (pair.teacher, pair.student):
-            warnings.append(fmri_map_warning(study, card.input.fmri_map))
+        warnings = [mismatch_warning(study, pair.task, self.registry)]
+        warnings += [fmri_map_warning(study, card.input.fmri_map) for card in (pair.teacher, pair.student)]
         return [w for w in dict.fromkeys(warnings) if w]
 
     def _inputs(self, study: Study, card: ModelCard, volume: int, z: int, tiled: bool) -> _Inputs:
@@ -577,16 +442,13 @@ class Engine:
         except StudyLoadError as exc:  # the glass brain could not be rendered from the map
             raise IncompatibleStudyError(str(exc), detail=exc.detail) from None
         if tiled and study.tiles is not None:
-            grid = study.tiles
-            boxes = list(grid.boxes)
-            tensor = torch.stack([preprocess(image[y0:y1, x0:x1], spec) for (y0, x0, y1, x1) in boxes])
-            # Within a tile the model sees its (square) crop; record that crop in field coordinates.
-            boxes = [(y0 + a, x0 + b, y0 + c, x0 + d)
-                     for (y0, x0, y1, x1) in boxes
-                     for (a, b, c, d) in [_crop_box((y1 - y0, x1 - x0), spec)]]
+            tiles = [Box(*b) for b in study.tiles.boxes]
+            tensor = torch.stack([preprocess(image[t.slices], spec) for t in tiles])
+            # Within a tile the model sees its own input box; record that box in field coordinates.
+            boxes = [input_box(t.shape, spec).shifted(t.y0, t.x0) for t in tiles]
         else:
             tensor = preprocess(image, spec)[None]
-            boxes = [_crop_box(image.shape[:2], spec)]
+            boxes = [input_box(image.shape[:2], spec)]
         return _Inputs(tensor=tensor.to(self._device), boxes=boxes, image=image, card=card)
 
     def _forward(self, model: torch.nn.Module, inputs: _Inputs, steps: _Steps) -> tuple[np.ndarray, float]:
@@ -612,53 +474,60 @@ class Engine:
         return ModelResult(role=role, card_id=card.id, name=card.name or card.id, classes=list(card.classes),
                            probabilities=mean, latency_ms=ms, test_accuracy=card.test_accuracy)
 
+    @staticmethod
+    def _mosaic_shape(inputs: _Inputs, map_shape: tuple[int, int]) -> tuple[int, int]:
+        """A tiled field's mosaic grid: the field at the models' own resolution, capped."""
+        density = map_shape[0] / inputs.boxes[0].height
+        h, w = inputs.shape
+        return fit((max(1, round(h * density)), max(1, round(w * density))), MOSAIC_MAX_SIDE)
+
     def _explain(self, model: torch.nn.Module, inputs: _Inputs, method: str, cls: int, tile_probs: np.ndarray,
-                 hw: tuple[int, int], steps: _Steps) -> tuple[np.ndarray, float]:
-        """Explain class *cls* in every input and paste the maps onto the analysed image's grid."""
-        n = inputs.tensor.shape[0]
-        out = np.zeros(hw, dtype=np.float32)
-        weight = np.zeros(hw, dtype=np.float32) if n > 1 else None
+                 tiled: bool, faithful_steps: int, steps: _Steps
+                 ) -> tuple[PlacedMap, float, dict[str, float], list[tuple[str, PlacedMap]]]:
+        """Explain class *cls* in every input: one placed map (a mosaic for tiled fields), the
+        seconds it took, its faithfulness figures and its per-stage maps (single inputs only)."""
+        if not tiled:
+            heat = _run_explain(model, inputs, 0, method, cls)
+            quality = self._faithfulness(model, inputs.tensor[:1], heat, faithful_steps)
+            place = lambda m: PlacedMap(_heatmap_array(m), inputs.boxes[0], inputs.shape)  # noqa: E731
+            return place(heat.map), heat.seconds, quality, [(n, place(m)) for n, m in _stage_maps(heat)]
+        mosaic = weight = None
         seconds = 0.0
-        for i in range(n):
+        for i in range(inputs.tensor.shape[0]):
             steps.check()
             heat = _run_explain(model, inputs, i, method, cls)
             seconds += heat.seconds
-            y0, x0, y1, x1 = self._scaled_box(inputs.boxes[i], inputs.image.shape[:2], hw)
-            patch = _resize(_heatmap_array(heat.map), (y1 - y0, x1 - x0))
-            if weight is None:
-                out[y0:y1, x0:x1] = patch
-            else:  # tiles: scale by the tile's probability of the class; average where tiles overlap
-                out[y0:y1, x0:x1] += patch * float(tile_probs[i, cls])
-                weight[y0:y1, x0:x1] += 1.0
-        if weight is not None:
-            np.divide(out, weight, out=out, where=weight > 0)
-        return np.clip(out, 0.0, 1.0), seconds
+            m = _heatmap_array(heat.map)
+            if mosaic is None:
+                shape = self._mosaic_shape(inputs, m.shape)
+                mosaic, weight = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+            box = inputs.boxes[i].scaled(inputs.shape, mosaic.shape)
+            # scaled by the tile's probability of the class; averaged where tiles overlap
+            mosaic[box.slices] += resize_map(m, box.shape) * float(tile_probs[i, cls])
+            weight[box.slices] += 1.0
+        np.divide(mosaic, weight, out=mosaic, where=weight > 0)
+        return PlacedMap(np.clip(mosaic, 0.0, 1.0), whole(inputs.shape), inputs.shape), seconds, {}, []
 
     @staticmethod
-    def _scaled_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
-        """A box on an image of shape *src* expressed on a grid of shape *dst* (same picture)."""
-        if src == dst:
-            return box
-        sy, sx = dst[0] / src[0], dst[1] / src[1]
-        y0, x0, y1, x1 = box
-        ny0, nx0 = int(round(y0 * sy)), int(round(x0 * sx))
-        return ny0, nx0, max(ny0 + 1, int(round(y1 * sy))), max(nx0 + 1, int(round(x1 * sx)))
+    def _faithfulness(model: torch.nn.Module, x: torch.Tensor, heat: Any, n_steps: int) -> dict[str, float]:
+        """Deletion and insertion AUC of a map against its own model (explain.metrics, as the benchmark)."""
+        if not n_steps:
+            return {}
+        from ..explain.metrics import deletion_auc, insertion_auc
+
+        return {"deletion_auc": deletion_auc(model, x[0], heat, heat.target, steps=n_steps),
+                "insertion_auc": insertion_auc(model, x[0], heat, heat.target, steps=n_steps)}
 
     @staticmethod
-    def _common_region(hw: tuple[int, int], t_spec: InputSpec, s_spec: InputSpec, tiled: bool) -> tuple[int, int, int, int]:
-        if tiled:
-            return 0, 0, hw[0], hw[1]
-        a, b = _crop_box(hw, t_spec), _crop_box(hw, s_spec)
-        return a if a == b else (0, 0, hw[0], hw[1])
+    def _agree(t: PlacedMap, s: PlacedMap) -> HeatmapAgreement:
+        """explain.metrics' three figures on its one grid; NaN where undefined (a flat, constant map)."""
+        from ..explain.metrics import map_agreement
 
-    @staticmethod
-    def _agree(t: np.ndarray, s: np.ndarray, region: tuple[int, int, int, int]) -> HeatmapAgreement:
-        y0, x0, y1, x1 = region
-        shape = _fit((y1 - y0, x1 - x0), AGREEMENT_MAX_SIDE)
-        return _agreement(_resize(t[y0:y1, x0:x1], shape), _resize(s[y0:y1, x0:x1], shape))
+        a = map_agreement(t, s)
+        return HeatmapAgreement(pearson=a["pearson"], ssim=a["ssim"], iou_top20=a["iou_top20"])
 
-    def _strips(self, models: Sequence[tuple[torch.nn.Module, _Inputs, ModelResult]], hw: tuple[int, int],
-                tiled: bool, steps: _Steps) -> None:
+    def _strips(self, models: Sequence[tuple[torch.nn.Module, _Inputs, ModelResult]], tiled: bool,
+                steps: _Steps) -> None:
         """Fill each model's layer strip; for tiled fields every stage is assembled as a tile grid."""
         for model, inputs, res in models:
             per_input = []
@@ -671,16 +540,16 @@ class Engine:
                 res.feature_maps = per_input[0]
                 continue
             stages = []
-            tile = max(1, inputs.boxes[0][2] - inputs.boxes[0][0])
+            hw = inputs.shape
             for k, (name, first) in enumerate(per_input[0]):
-                scale = first.shape[0] / tile  # this stage's pixels per field pixel
+                scale = first.shape[0] / max(1, inputs.boxes[0].height)  # this stage's pixels per field pixel
                 grid = (max(1, math.ceil(hw[0] * scale)), max(1, math.ceil(hw[1] * scale)))
                 canvas = np.zeros(grid, dtype=np.float32)
                 count = np.zeros(grid, dtype=np.float32)
                 for i, maps in enumerate(per_input):
-                    y0, x0, y1, x1 = self._scaled_box(inputs.boxes[i], hw, grid)
-                    canvas[y0:y1, x0:x1] += _resize(maps[k][1], (y1 - y0, x1 - x0))
-                    count[y0:y1, x0:x1] += 1.0
+                    box = inputs.boxes[i].scaled(hw, grid)
+                    canvas[box.slices] += resize_map(maps[k][1], box.shape)
+                    count[box.slices] += 1.0
                 np.divide(canvas, count, out=canvas, where=count > 0)
                 stages.append((name, canvas))
             res.feature_maps = stages

@@ -12,13 +12,44 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .preprocess import InputSpec
+from .input_spec import InputSpec
 
 ROLES = ("teacher", "student", "baseline")
 INTENDED_USE = (
     "Research use only. Not a medical device; not for diagnosis or treatment decisions. "
     "Shows how a compact distilled model compares with its teacher on public research data."
 )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a task's models read, in the card so that pairing needs no code per task.
+
+    Why in every card: a student distilled for a new task in the user's model folder must be
+    proposed for the right studies and described in the window with no code change. The
+    pairing rule (``inference.pairing``) reads these fields from the task's teacher card.
+    """
+
+    display_name: str = ""  # e.g. "Chest X-ray: COVID-19 / pneumonia / normal"
+    trained_on: str = ""  # a clinician's words for mismatch warnings, e.g. "chest radiographs"
+    modalities: tuple[str, ...] = ()  # study modality hints the task is proposed for (studies.MODALITIES)
+    study_kinds: tuple[str, ...] = ()  # StudyKind values its models can read; empty: any
+    colour: bool | None = None  # True: colour images, False: grey-scale, None: either (e.g. rendered fMRI)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["modalities"], d["study_kinds"] = list(self.modalities), list(self.study_kinds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TaskInfo:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown task_info keys: {', '.join(unknown)}")
+        for key in ("modalities", "study_kinds"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
 
 
 @dataclass
@@ -44,6 +75,7 @@ class ModelCard:
     intended_use: str = INTENDED_USE
     #: Explainer target layers by role ("gradcam": module name, ...). Filled from the architecture.
     target_layers: dict[str, Any] = field(default_factory=dict)
+    task_info: TaskInfo = field(default_factory=TaskInfo)
     path: Path | None = field(default=None, compare=False, repr=False)  # where the card was read from
 
     def __post_init__(self) -> None:
@@ -64,6 +96,7 @@ class ModelCard:
         d = asdict(self)
         d.pop("path")
         d["input"] = self.input.to_dict()
+        d["task_info"] = self.task_info.to_dict()
         return d
 
     def save(self, path: Path) -> None:
@@ -74,6 +107,7 @@ class ModelCard:
     def load(cls, path: Path) -> ModelCard:
         d = json.loads(Path(path).read_text())
         d["input"] = InputSpec.from_dict(d["input"])
+        d["task_info"] = TaskInfo.from_dict(d.get("task_info"))
         known = cls.__dataclass_fields__.keys()
         card = cls(**{k: v for k, v in d.items() if k in known and k != "path"})
         card.path = Path(path)

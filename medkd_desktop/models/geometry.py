@@ -13,11 +13,12 @@ no longer costs 20 MB of float32 per cached map.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 Shape = tuple[int, int]
 
@@ -96,7 +97,15 @@ def resize_map(arr: np.ndarray | torch.Tensor, shape: Shape,
                mode: Literal["bilinear", "nearest"] = "bilinear") -> np.ndarray:
     """The one 2-D map resampler: float32 in [0, 1]; bilinear is area-averaged when shrinking
     (a 2000 px map brought to 256 px keeps its mass instead of aliasing), nearest keeps hard
-    masks hard."""
+    masks hard.
+
+    torch is imported here, not at the top: the review window imports this module while it
+    starts, and must not wait the second torch takes to import (the engine imports it on the
+    worker thread meanwhile).
+    """
+    import torch
+    import torch.nn.functional as F
+
     t = torch.as_tensor(np.asarray(arr, dtype=np.float32) if isinstance(arr, np.ndarray) else arr.detach().float().cpu())
     shape = (int(shape[0]), int(shape[1]))
     if tuple(t.shape) != shape:

@@ -9,44 +9,14 @@ same tensor.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .geometry import input_box
+from .input_spec import PREPROCESSING_ID, InputSpec
 
-PREPROCESSING_ID = "medkd.display01.v1"
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    size: int = 224
-    channels: int = 3  # 1: gray (luminance), 3: RGB (gray is replicated)
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.25, 0.25, 0.25)
-    #: "center_square": crop the largest centred square, then resize (keeps aspect; HAM10000's
-    #: full frames and centre crops then look alike). "stretch": resize the whole frame.
-    crop: str = "center_square"
-    preprocessing: str = PREPROCESSING_ID
-    #: fMRI cards: which summary map feeds the model ("amplitude" or "degree") and the glass-brain
-    #: rendering settings (GlassBrainSettings fields) that turn it into the RGB input.
-    fmri_map: str | None = None
-    glass_brain: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        d = dict(d)
-        d["mean"], d["std"] = tuple(d.get("mean", cls.mean)), tuple(d.get("std", cls.std))
-        return cls(**d)
-
+__all__ = ["PREPROCESSING_ID", "InputSpec", "model_input_image", "normalize", "preprocess", "to_model_range"]
 
 def to_model_range(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """Deterministic geometry and colour: [0, 1] image -> (C, size, size) float32 tensor in [0, 1]."""

@@ -11,26 +11,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..paths import REPO_DIR
 from .card import ModelCard
 from .weights import ModelLoadError, load_verified_state
 
+if TYPE_CHECKING:  # cards are read without torch; it loads with the first model
+    import torch
+
 log = logging.getLogger(__name__)
 
 BUNDLED_DIR = REPO_DIR / "trained_models"
-
-#: Which task a study's modality hint suggests (the user can always override).
-TASK_BY_MODALITY = {
-    "CR": "cxr-covid",
-    "DX": "cxr-covid",
-    "MR": "brain-tumor-mri",
-    "histology": "histo-lc25000",
-    "dermoscopy": "skin-ham10000",
-    "fMRI": "fmri-asd",
-}
-
 
 def user_models_dir() -> Path:
     """Per-user folder for students distilled on local data (platformdirs)."""
@@ -115,6 +107,8 @@ def load_model(card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.
     5.8 ms, histo ResNet-10-T 8.8 -> 7.1 ms). A contiguous input needs no conversion: the first
     convolution's channels_last weight makes its output channels_last.
     """
+    import torch
+
     from .architectures import create_arch
 
     state = load_verified_state(card.weights_path, card.sha256, card.id)
@@ -125,7 +119,3 @@ def load_model(card: ModelCard, device: str | torch.device = "cpu") -> torch.nn.
                              f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
     return model.to(device, memory_format=torch.channels_last).eval()
 
-
-def propose_task(modality: str, available: list[str]) -> str | None:
-    task = TASK_BY_MODALITY.get(modality)
-    return task if task in available else None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch loads with the first model, not with the cards (the window reads cards at start)
+    import torch
 
 
 class ModelLoadError(Exception):
@@ -35,6 +36,8 @@ def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None =
     ``dtype`` (e.g. float16) stores floating tensors at that precision: half the size, so a
     DenseNet-121 fits the 25 MB budget per bundled model; loading casts back to float32.
     """
+    from safetensors.torch import save_file
+
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -52,6 +55,8 @@ def load_verified_state(path: Path, sha256: str, model_id: str) -> dict[str, tor
             f"Model {model_id}: weights file {path.name} does not match its model card "
             "(it was changed or damaged); it will not be loaded."
         )
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own errors for malformed files

@@ -30,6 +30,26 @@ class StudyKind(str, Enum):
 
 #: Modality hints understood by the model registry.
 MODALITIES = ("CR", "DX", "MR", "CT", "NM", "US", "PT", "XA", "fMRI", "histology", "dermoscopy", "photo", "OT")
+#: How a clinician reads each modality hint in a sentence ("This is a ... study").
+MODALITY_WORDS: dict[str, str] = {
+    "CR": "radiograph (CR)",
+    "DX": "radiograph (DX)",
+    "MR": "MR",
+    "CT": "CT",
+    "US": "ultrasound",
+    "NM": "nuclear medicine",
+    "PT": "PET",
+    "XA": "angiography",
+    "fMRI": "fMRI map",
+    "histology": "histology",
+    "dermoscopy": "dermoscopy",
+    "photo": "colour photograph",
+    "OT": "grey-scale image",
+}
+
+
+def modality_words(modality: str) -> str:
+    return MODALITY_WORDS.get(modality, modality or "unknown")
 
 
 @dataclass(frozen=True)

@@ -228,9 +228,9 @@ def bench_gui(path: Path | None = None, task: str | None = None, repeat: int = 5
 
         wanted = task
         if wanted is None:
-            from ..models.registry import TASK_BY_MODALITY
+            from ..inference.pairing import propose
 
-            wanted = TASK_BY_MODALITY.get(open_study(path).modality)
+            wanted = propose(open_study(path), ModelRegistry()).task
         if wanted and wanted not in ModelRegistry().paired_tasks():
             archs = write_random_pair(Path(tmp), wanted)
             models_dir = Path(tmp)

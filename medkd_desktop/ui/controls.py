@@ -19,17 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .state import COLORMAPS, METHOD_LABELS, ViewState
+from ..explain.overlay import COLORMAPS
+from ..inference.view_state import ViewState
 
 PREDICTED = "Predicted class"
-COLORMAP_LABELS = {
-    "inferno": "Inferno",
-    "turbo": "Turbo (rainbow)",
-    "viridis": "Viridis",
-    "magma": "Magma",
-    "plasma": "Plasma",
-    "CET-L3": "Heat",
-}
 
 
 def _percent_slider(maximum: int = 100) -> QSlider:
@@ -49,7 +42,7 @@ class OverlayControls(QWidget):
         self._ready = False  # set_methods/set_classes sync from state only once every widget exists
         self.method_combo = QComboBox()
         self.method_combo.setObjectName("methodCombo")
-        self.set_methods(list(METHOD_LABELS))
+        self.set_methods([])  # the engine's methods arrive when it has started (explainers import torch)
         self.target_combo = QComboBox()
         self.target_combo.setObjectName("targetCombo")
         self.target_combo.setToolTip("Which class the heatmaps explain: each model's own prediction, or one class for both")
@@ -57,8 +50,8 @@ class OverlayControls(QWidget):
         self.opacity_slider = _percent_slider()
         self.opacity_value = QLabel()
         self.colormap_combo = QComboBox()
-        for name in COLORMAPS:
-            self.colormap_combo.addItem(COLORMAP_LABELS.get(name, name), name)
+        for name, label in COLORMAPS.items():
+            self.colormap_combo.addItem(label, name)
         self.threshold_slider = _percent_slider(95)
         self.threshold_slider.setToolTip("Hide heat below this level (each heatmap is scaled from 0 to 1)")
         self.threshold_value = QLabel()
@@ -110,10 +103,17 @@ class OverlayControls(QWidget):
 
     def set_methods(self, methods: Iterable[str]) -> None:
         """Offer *methods* (engine names), labelled for people; keeps the state's method if offered."""
+        methods = list(methods)
         self.method_combo.blockSignals(True)
         self.method_combo.clear()
-        for m in methods:
-            self.method_combo.addItem(METHOD_LABELS.get(m, m), m)
+        if methods:
+            from ..explain import method_label  # the worker has imported the explainers by now
+
+            for m in methods:
+                self.method_combo.addItem(method_label(m), m)
+        else:
+            self.method_combo.addItem("Loading…", self.state.method)
+        self.method_combo.setEnabled(bool(methods))
         self.method_combo.blockSignals(False)
         if self._ready:
             self.sync_from_state()

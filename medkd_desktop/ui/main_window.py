@@ -1,9 +1,10 @@
 """The review window: open a study, pick the model pair, compare teacher and student side by side.
 
-Why the window is a thin controller: what is shown lives in :class:`ViewState` (Qt-free), the
-pixels and heatmaps in the viewers, the heavy work in :class:`Worker`. The window wires them:
-it turns user actions (open, task change, slice change, export) into state changes and worker
-jobs, and worker results back into state. It never runs torch and never blocks on the worker.
+Why the window is a thin controller: what is shown, which pair fits the study, what to analyse
+and the cached results live in a Qt-free :class:`ReviewSession` (the CLI drives the same object),
+the pixels and heatmaps in the viewers, the heavy work in :class:`Worker`. The window builds the
+widgets and wires them: user actions become session changes and worker jobs, worker results go
+back into the session. It never runs torch and never blocks on the worker.
 
 Privacy: identifiers (name, ID, birth date) appear only in the header and only while the user
 has "Show patient identifiers" on; it is off at every start and is not remembered. Nothing
@@ -14,7 +15,6 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,21 +39,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..inference.pairing import describe
+from ..inference.session import ReviewSession
+from ..inference.view_state import STRIP_METHOD
+from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
 from .controls import OverlayControls
 from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
 from .settings import DEVICES, Settings
-from .state import METHOD_LABELS, STRIP_METHOD, ViewState
 from .viewers import SyncedViewers
-from .worker import AnalysisRequest, Worker
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
+
+def method_label(method: str) -> str:
+    """The explainer registry's label; imported on use, since the explainers import torch, which
+    the window must not wait for while it starts (the worker imports them first)."""
+    from ..explain import method_label as label
+
+    return label(method)
+
 APP_TITLE = "MedKD Desktop"
-DISCLAIMER = "Research use only — not for diagnosis"
 DEFAULT_SIZE = QSize(1440, 900)
 SLICE_DEBOUNCE_MS = 200  # re-analyse a new slice once the user stops scrolling
-CACHE_SIZE = 12
 ENGINE_START_DELAY_MS = 50
 
 def short_name(card, limit: int = 44) -> str:
@@ -84,7 +93,7 @@ class MainWindow(QMainWindow):
                  device: str | None = None, forced_task: str | None = None, method: str | None = None) -> None:
         super().__init__()
         self.settings = settings or Settings()
-        self.state = ViewState()
+        self.state = ReviewSession(forced_task=forced_task)
         self.state.method = method or self.settings.method
         self.state.colormap = self.settings.colormap
         self.state.opacity = self.settings.opacity
@@ -92,16 +101,11 @@ class MainWindow(QMainWindow):
         self.worker = worker or Worker(self, device=dev)
         if self.worker.parent() is None:
             self.worker.setParent(self)
-        self.forced_task = forced_task
         self.error_sink: Callable[[str, str], None] | None = None
-        self.pair: Any = None
-        self.pairs: dict[str, Any] = {}
         self._load_job = 0
         self._analysis_job = 0
         self._analysis_key: tuple | None = None
-        self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._exports: dict[int, str] = {}  # worker job id -> export kind
-        self._auto_note: str | None = None  # why the shown pair was picked without a proposal
         self._analysis_started = 0.0
         self._slice_timer = QTimer(self)
         self._slice_timer.setSingleShot(True)
@@ -298,7 +302,7 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(key), self.viewers, lambda step=step: self._step_slice(step))
 
     def _connect(self) -> None:
-        s, w, b = self.state, self.worker, self.worker.bridge
+        s, b = self.state, self.worker.bridge
         self.open_button.clicked.connect(self.open_file_dialog)
         self.task_combo.activated.connect(self._task_picked)
         self.card_button.clicked.connect(self.show_model_cards)
@@ -326,6 +330,9 @@ class MainWindow(QMainWindow):
             getattr(s.events, name).connect(lambda _: self._frame_changed())
         s.events.method.connect(lambda m: self._overlay_request_changed(method=m))
         s.events.target.connect(lambda _: self._overlay_request_changed())
+        s.events.task.connect(self._on_task)
+        s.events.pairs.connect(self._on_pairs)
+        s.events.messages.connect(lambda lines: self._show_banner("\n".join(f"⚠ {w}" for w in lines)))
         s.events.colormap.connect(lambda c: setattr(self.settings, "colormap", c))
         s.events.opacity.connect(lambda o: setattr(self.settings, "opacity", o))
 
@@ -333,30 +340,30 @@ class MainWindow(QMainWindow):
     # engine and models
     # ======================================================================================
     def _on_engine_ready(self, engine: Any, registry: Any) -> None:
-        self.pairs = {task: registry.pair(task) for task in registry.paired_tasks()}
-        self.task_combo.blockSignals(True)
-        self.task_combo.clear()
-        if not self.pairs:
-            self.task_combo.addItem("No models installed", None)
-        from ..inference.engine import TASK_DESCRIPTIONS
-
-        for task in self.pairs:
-            self.task_combo.addItem(task, task)
-            about = TASK_DESCRIPTIONS.get(task)
-            if about:
-                self.task_combo.setItemData(self.task_combo.count() - 1, f"Trained on {about}",
-                                            Qt.ItemDataRole.ToolTipRole)
-        self.task_combo.blockSignals(False)
+        self.state.set_registry(registry)
         if self.worker.methods:
             self.controls.set_methods([m for m in self.worker.methods if m != STRIP_METHOD])
         device = getattr(engine, "device", "cpu")
         self._status(f"Ready · models run on {device}. Open a study (Ctrl+O) or drop a file on the window.")
         self.engine_ready.emit()
-        if self.forced_task and self.forced_task not in self.pairs:
-            self._show_banner(f"No model pair is installed for task {self.forced_task!r}; "
-                              f"installed: {', '.join(self.pairs) or 'none'}.")
+        forced = self.state.forced_task
+        if forced and forced not in self.state.pairs:
+            self._show_banner(f"No model pair is installed for task {forced!r}; "
+                              f"installed: {', '.join(self.state.pairs) or 'none'}.")
         if self.state.study is not None:
-            self._choose_task_for(self.state.study)
+            self._choose_task_for()
+
+    def _on_pairs(self, pairs: dict) -> None:
+        """The installed pairs changed (start-up, a model added or removed): rebuild the task menu."""
+        self.task_combo.blockSignals(True)
+        self.task_combo.clear()
+        if not pairs:
+            self.task_combo.addItem("No models installed", None)
+        for task in pairs:
+            self.task_combo.addItem(task, task)
+            self.task_combo.setItemData(self.task_combo.count() - 1, describe(self.state.registry, task),
+                                        Qt.ItemDataRole.ToolTipRole)
+        self.task_combo.blockSignals(False)
 
     def _on_startup_failed(self, message: str) -> None:
         self._status(message)
@@ -364,7 +371,7 @@ class MainWindow(QMainWindow):
 
     def _on_models_loaded(self, _job: int, task: str, seconds: float, methods: list[str]) -> None:
         """Offer only the methods both models support (attention maps need a transformer, etc.)."""
-        if self.pair is None or task != self.pair.task:
+        if task != self.state.task:
             return
         offered = [m for m in methods if m != STRIP_METHOD]
         if offered:
@@ -372,8 +379,8 @@ class MainWindow(QMainWindow):
             if self.state.method not in offered:
                 wanted = self.state.method
                 self.state.method = "gradcam" if "gradcam" in offered else offered[0]
-                self._status(f"{METHOD_LABELS.get(wanted, wanted)} does not apply to these models; "
-                             f"showing {METHOD_LABELS.get(self.state.method, self.state.method)}.")
+                self._status(f"{method_label(wanted)} does not apply to these models; "
+                             f"showing {method_label(self.state.method)}.")
         log.info("models for %s loaded in %.1f s", task, seconds)
 
     def _on_models_failed(self, _job: int, message: str) -> None:
@@ -381,71 +388,35 @@ class MainWindow(QMainWindow):
         self._status("The models could not be loaded.")
         self.analysis_failed.emit(message)
 
-    def _proposed_task(self, study) -> tuple[str | None, str | None]:
-        """The engine's proposal from the study's metadata, and why there is none (for the banner)."""
-        from ..inference.engine import propose_pair
-
-        try:
-            task, note = propose_pair(study, self.worker.registry)
-        except Exception as exc:  # noqa: BLE001 - a proposal failure must not block viewing
-            log.info("no task proposal: %s", type(exc).__name__)
-            return None, None
-        return (task, None) if task in self.pairs else (None, note)
-
-    def _choose_task_for(self, study) -> None:
-        """--task if given, else the engine's proposal, else the current or first pair that fits."""
-        if not self.pairs:
-            message = "No model pair is installed, so the study is shown without analysis."
-            self._show_banner(message)
-            self.analysis_failed.emit(message)
-            return
-        self._auto_note = None
-        if self.forced_task is not None:
-            if self.forced_task not in self.pairs:
-                message = (f"No model pair is installed for task {self.forced_task!r} "
-                           f"(installed: {', '.join(self.pairs)}).")
-                self._show_banner(message)
-                self.analysis_failed.emit(message)
-                return
-            task = self.forced_task
-        else:
-            task, note = self._proposed_task(study)
-            if task is None:
-                task = self._fitting_task(study)
-                # Nothing in the study says which models fit: say so, and which pair was used.
-                self._auto_note = f"{note} The {task} models are shown; check that they fit." if note else None
-        if task == self.state.task:
-            self._update_mismatch()
-            self.request_analysis()
-        else:
-            self.set_task(task)
-
-    def _fitting_task(self, study) -> str:
-        """Without a proposal: keep the current pair if it fits the study, else the first that does."""
-        from ..inference.engine import task_mismatch_warning
-
-        candidates = ([self.state.task] if self.state.task in self.pairs else []) + list(self.pairs)
-        for task in candidates:
-            if task_mismatch_warning(study, task) is None:
-                return task
-        return candidates[0]
+    def _choose_task_for(self) -> None:
+        """The session's pairing rule picks the pair (or none, and the banner says why)."""
+        before = self.state.task
+        proposal = self.state.propose()
+        if proposal.task is None:
+            self.analysis_failed.emit(proposal.note or "No model pair fits this study.")
+        elif proposal.task == before:
+            self.request_analysis()  # same pair, new study: _on_task does not fire
 
     def _task_picked(self, index: int) -> None:
-        self._auto_note = None  # the user chose: only a real mismatch is warned about now
-        self.forced_task = None  # and --task no longer overrides the proposal for the next study
-        self.set_task(self.task_combo.itemData(index))
+        task = self.task_combo.itemData(index)
+        if task is not None:
+            self.set_task(task)
 
-    def set_task(self, task: str | None) -> None:
-        """Select the model pair for *task* (from the combo, --task, or the study's proposal)."""
-        if task is None or task not in self.pairs:
+    def set_task(self, task: str) -> None:
+        """The user's choice of pair (the task menu); it wins over --task and the proposal."""
+        self.state.choose_task(task)
+
+    def _on_task(self, task: str | None) -> None:
+        """Show the selected pair, load its models and analyse the shown frame with them."""
+        pair = self.state.pair
+        if pair is None:
             return
-        self.pair = self.pairs[task]
         i = self.task_combo.findData(task)
         if i >= 0 and i != self.task_combo.currentIndex():
             self.task_combo.blockSignals(True)
             self.task_combo.setCurrentIndex(i)
             self.task_combo.blockSignals(False)
-        t, st = self.pair.teacher, self.pair.student
+        t, st = pair.teacher, pair.student
         self.controls.set_classes(t.classes)
         self.pair_label.setText(
             f"<span style='color:{TEACHER_COLOR.name()}'><b>Teacher</b></span> {html.escape(short_name(t))}"
@@ -454,45 +425,20 @@ class MainWindow(QMainWindow):
             f"<span style='color:#8a919c'>Classes: {html.escape(', '.join(t.classes))}</span>")
         self.pair_label.setToolTip(f"Teacher: {t.name or t.id}\nStudent: {st.name or st.id}")
         self.card_button.setEnabled(True)
-        self.viewers.set_use_analysis_image(bool(t.input.fmri_map))
+        self.viewers.set_use_analysis_image(self.state.reads_whole_map)
         self._update_region()
-        self._cache.clear()
-        self.state.task = task
-        self._update_mismatch()
-        self.worker.load_models(self.pair)
+        self.worker.load_models(pair)
         self.request_analysis()
 
     def _update_region(self) -> None:
-        """Outline the centre square the models saw when the image is not square (not for tiles or fMRI)."""
-        study = self.state.study
-        box = None
-        if study is not None and self.pair is not None and study.tiles is None and not self.viewers.use_analysis_image:
-            specs = (self.pair.teacher.input, self.pair.student.input)
-            h, w = study.shape[:2]
-            if all(sp.crop == "center_square" for sp in specs) and h != w:
-                side = min(h, w)
-                y0, x0 = (h - side) // 2, (w - side) // 2
-                box = (y0, x0, y0 + side, x0 + side)
-        self.viewers.set_model_region(box)
+        """Outline the box the models saw when it is not the whole frame (not for tiles or fMRI)."""
+        box = self.state.input_region()
+        self.viewers.set_model_region(None if box is None else box.as_tuple())
 
     @staticmethod
     def _acc(card) -> str:
         acc = card.test_accuracy
         return "not measured" if acc is None else f"{100 * acc:.1f} %"
-
-    def _update_mismatch(self) -> None:
-        """Warn when the chosen models were trained on another kind of image than the study."""
-        study = self.state.study
-        if study is None or self.pair is None:
-            self._show_banner("")
-            return
-        from ..inference.engine import task_mismatch_warning
-
-        warnings = [self._auto_note, task_mismatch_warning(study, self.pair.task)]
-        if self.state.analysis is not None:
-            warnings += list(self.state.analysis.warnings)
-        unique = list(dict.fromkeys(w for w in warnings if w))
-        self._show_banner("\n".join(f"⚠ {w}" for w in unique))
 
     def _show_banner(self, text: str) -> None:
         self.banner.setText(text)
@@ -528,15 +474,14 @@ class MainWindow(QMainWindow):
         self._busy(False)
         self.settings.add_recent(study.source)
         self._rebuild_recent()
-        self._cache.clear()
         self.state.study = study
         self._update_region()
         log.info("opened %s study (%d frames)", study.kind.value, study.n_frames)
         for w in study.warnings:
             self._status(w)
         self.study_opened.emit(study)
-        if self.worker.registry is not None:
-            self._choose_task_for(study)
+        if self.state.registry is not None:
+            self._choose_task_for()
         else:
             self._status("Study open; waiting for the analysis engine to start…")
 
@@ -589,48 +534,33 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     # analysis
     # ======================================================================================
-    def _current_key(self) -> tuple | None:
-        s = self.state
-        if s.study is None or self.pair is None:
-            return None
-        frame = (0, 0) if self.viewers.use_analysis_image else s.frame_index
-        return (id(s.study), self.pair.task, frame, s.method, s.target)
-
-    def _methods(self) -> list[str]:
-        return [self.state.method]  # the engine always fills the layer strip too
-
     def request_analysis(self, force: bool = False) -> None:
         """Analyse the shown frame with the chosen pair, method and target (cached per frame)."""
         self._slice_timer.stop()
-        key = self._current_key()
-        if key is None or self.worker.engine is None:
+        job = self.state.job()
+        if job is None or self.worker.engine is None:
             return
-        if not force and key in self._cache:
-            self._cache.move_to_end(key)
-            self._apply(self._cache[key])
+        cached = None if force else self.state.cached()
+        if cached is not None:
+            self._apply(cached)
             return
-        if not force and key == self._analysis_key and self.worker.busy:
+        if not force and job.key == self._analysis_key and self.worker.busy:
             return  # this very analysis is already running
-        s = self.state
         self.state.analysis = None
-        self._analysis_key = key
+        self._analysis_key = job.key
         self._analysis_started = time.perf_counter()
-        slice_ = None if self.viewers.use_analysis_image else s.slice
-        volume = 0 if self.viewers.use_analysis_image else s.volume
-        req = AnalysisRequest(s.study, self.pair, self._methods(), target=s.target, volume=volume, slice_=slice_,
-                              meta={"key": key})
-        self._analysis_job = self.worker.analyze(req)
+        self._analysis_job = self.worker.analyze(job)
         for v in self.viewers.viewers:
             v.set_placeholder("")
-        self._status(f"Analysing with {METHOD_LABELS.get(s.method, s.method)}…")
+        self._status(f"Analysing with {method_label(self.state.method)}…")
         self._busy(True, "Analysing…", cancellable=True)
 
     def _frame_changed(self) -> None:
-        if self.viewers.use_analysis_image:
+        if self.state.reads_whole_map:
             return  # the fMRI models read the whole map; the slice does not change their input
-        key = self._current_key()
-        if key is not None and key in self._cache:
-            self._apply(self._cache[key])
+        cached = self.state.cached()
+        if cached is not None:
+            self._apply(cached)
         else:
             self.state.analysis = None
             self._slice_timer.start()
@@ -661,10 +591,8 @@ class MainWindow(QMainWindow):
             return
         self._busy(False)
         if key is not None:
-            self._cache[key] = analysis
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        if key != self._current_key():
+            self.state.remember(key, analysis)
+        if key != self.state.key:
             return  # the user moved on while it ran; the slice timer asks for the new frame
         self._apply(analysis)
         ms = (time.perf_counter() - self._analysis_started) * 1000.0
@@ -672,8 +600,7 @@ class MainWindow(QMainWindow):
                      + (f" · {analysis.n_tiles} tiles" if analysis.n_tiles > 1 else ""))
 
     def _apply(self, analysis) -> None:
-        self.state.analysis = analysis
-        self._update_mismatch()  # the banner also carries the analysis' own warnings
+        self.state.analysis = analysis  # the banner follows: the session's messages include its warnings
         self.analysis_applied.emit(analysis)
 
     def _on_analysis_cancelled(self, job: int) -> None:
@@ -710,7 +637,7 @@ class MainWindow(QMainWindow):
         self.status_label.setText(text)
 
     def _step_slice(self, step: int) -> None:
-        if self.state.study is not None and not self.viewers.use_analysis_image:
+        if self.state.study is not None and not self.state.reads_whole_map:
             self.state.slice = self.state.slice + step
 
     # ======================================================================================
@@ -766,7 +693,7 @@ class MainWindow(QMainWindow):
         a = self.state.analysis
         for viewer, role, color in ((self.viewers.teacher, "teacher", TEACHER_COLOR),
                                     (self.viewers.student, "student", STUDENT_COLOR)):
-            card = None if self.pair is None else getattr(self.pair, role)
+            card = None if self.state.pair is None else getattr(self.state.pair, role)
             text = f"<span style='color:{color.name()}'><b>{role.capitalize()}</b></span>"
             if a is not None:
                 r = getattr(a, role)
@@ -790,9 +717,9 @@ class MainWindow(QMainWindow):
                           f"with synchronized explanation heatmaps.</p><p><b>{DISCLAIMER}.</b></p>")
 
     def show_model_cards(self) -> None:
-        if self.pair is None:
-            return
-        ModelCardDialog([self.pair.teacher, self.pair.student], self).exec()
+        pair = self.state.pair
+        if pair is not None:
+            ModelCardDialog([pair.teacher, pair.student], self).exec()
 
     # ======================================================================================
     # export
@@ -807,7 +734,7 @@ class MainWindow(QMainWindow):
         or ``export_failed(message)`` follows.
         """
         a, study, s = self.state.analysis, self.state.study, self.state
-        if a is None or study is None or self.pair is None:
+        if a is None or study is None or self.state.pair is None:
             return None
         suffix = {"pdf": ".pdf", "png": ".png", "json": ".json", "dicom": ".dcm"}[kind]
         if path is None:
@@ -823,10 +750,10 @@ class MainWindow(QMainWindow):
             else:
                 self._export_error(kind, OSError(f"could not write {out.name}"))
             return None
-        from ..report import OverlayStyle, export_dicom_sc, export_json, export_pdf
+        from ..report import export_dicom_sc, export_json, export_pdf
 
-        style = OverlayStyle(colormap=s.colormap, opacity=s.opacity, threshold=s.threshold)
-        method, pair, show_ids = s.method, self.pair, s.show_identifiers
+        style = s.overlay_style
+        method, pair, show_ids = s.method, s.pair, s.show_identifiers
         writers = {
             "pdf": lambda: export_pdf(a, study, pair, out, method, show_identifiers=show_ids, style=style),
             "json": lambda: export_json(a, study, out),

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .state import METHOD_LABELS, ViewState
+from ..inference.view_state import ViewState
 
 TEACHER_COLOR = QColor(76, 155, 232)
 STUDENT_COLOR = QColor(240, 160, 48)
@@ -154,7 +154,9 @@ class PredictionsPanel(QWidget):
             self._badge("no", f"Models disagree: teacher {t.predicted}, student {s.predicted}")
         m = self.state.method
         ag = a.agreement.get(m)
-        label = html.escape(METHOD_LABELS.get(m, m))
+        from ..explain import method_label  # an analysis exists, so the engine has imported the explainers
+
+        label = html.escape(method_label(m))
         if ag is None:
             self.figures.setText(f"<b>Heatmap agreement</b> ({label}): not computed")
         else:

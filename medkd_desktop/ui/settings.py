@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from .state import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_METHOD, DEFAULT_OPACITY, METHOD_LABELS
+from ..explain.overlay import OverlayStyle, canonical_colormap
+from ..inference.view_state import DEFAULT_METHOD
 
 ORGANIZATION = "MedKD"
 APPLICATION = "MedKD Desktop"
@@ -49,8 +50,8 @@ class Settings:
     # -- overlay defaults -----------------------------------------------------------------
     @property
     def method(self) -> str:
-        value = str(self._q.value("overlay/method", DEFAULT_METHOD))
-        return value if value in METHOD_LABELS else DEFAULT_METHOD
+        # checked against the engine's methods once it has started (MainWindow._on_models_loaded)
+        return str(self._q.value("overlay/method", DEFAULT_METHOD)) or DEFAULT_METHOD
 
     @method.setter
     def method(self, value: str) -> None:
@@ -58,8 +59,10 @@ class Settings:
 
     @property
     def colormap(self) -> str:
-        value = str(self._q.value("overlay/colormap", DEFAULT_COLORMAP))
-        return value if value in COLORMAPS else DEFAULT_COLORMAP
+        try:  # an older version saved "CET-L3" for the heat map: its alias still reads
+            return canonical_colormap(str(self._q.value("overlay/colormap", OverlayStyle.colormap)))
+        except ValueError:
+            return OverlayStyle.colormap
 
     @colormap.setter
     def colormap(self, value: str) -> None:
@@ -68,9 +71,9 @@ class Settings:
     @property
     def opacity(self) -> float:
         try:
-            value = float(self._q.value("overlay/opacity", DEFAULT_OPACITY))
+            value = float(self._q.value("overlay/opacity", OverlayStyle.opacity))
         except (TypeError, ValueError):
-            return DEFAULT_OPACITY
+            return OverlayStyle.opacity
         return min(max(value, 0.0), 1.0)
 
     @opacity.setter

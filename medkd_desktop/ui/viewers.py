@@ -33,8 +33,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..explain.overlay import overlay_lut
+from ..inference.view_state import ViewState
+from ..models.geometry import PlacedMap, fit
 from ..studies.study import DisplayWindow, Study, auto_window
-from .state import ViewState
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,9 @@ PRESET_FULL = "Full range"
 
 #: How fast right-drag changes the window: fraction of the current width per screen pixel.
 WL_SENSITIVITY = 0.004
-ALPHA_RAMP = 0.25  # heat range over which the overlay fades in (see overlay_lut)
+#: A heatmap is drawn on a grid of at most this many pixels a side over the image (it is smooth,
+#: and the exporters draw the same colours from the same renderer at their own size).
+DISPLAY_MAX_SIDE = 1024
 CONTOUR_MAX_SIZE = 192  # the contour is traced on a heatmap no larger than this (it is smooth anyway)
 
 
@@ -89,23 +93,6 @@ def resolve_preset(name: str, study: Study, volume: int, slice_: int) -> Display
         c, w = CT_PRESETS[name]
         return DisplayWindow(c, w)
     raise KeyError(name)
-
-
-def overlay_lut(colormap: str, threshold: float) -> np.ndarray:
-    """A 256-entry RGBA lookup table; heat below *threshold* is fully transparent, low heat faint.
-
-    Why in the LUT: pyqtgraph applies it while painting, so moving the threshold slider is
-    a 1 KB table change, not a pass over a multi-megapixel heatmap.
-    """
-    cmap = pg.colormap.get(colormap)
-    lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).copy()
-    # Alpha ramps up over the first ALPHA_RAMP of heat above the threshold: where a model does
-    # not look, the anatomy stays visible instead of being tinted by the colour map's dark end.
-    levels = np.arange(256, dtype=np.float32) / 255.0
-    alpha = np.clip((levels - threshold) / ALPHA_RAMP, 0.0, 1.0)
-    alpha[levels < threshold] = 0.0
-    lut[:, 3] = np.round(alpha * 255.0).astype(np.uint8)
-    return lut
 
 
 class WindowLevelViewBox(pg.ViewBox):
@@ -195,7 +182,8 @@ class ImageViewer(QWidget):
         self.placeholder.setZValue(30)
 
         self._image: np.ndarray | None = None  # modality units (H, W) or RGB (H, W, 3)
-        self._heat: np.ndarray | None = None
+        self._placed: PlacedMap | None = None
+        self._heat: np.ndarray | None = None  # the placed map drawn over the image, at display size
         self._aspect = 1.0  # column spacing / row spacing
         self._contour_mode = False
         self._contour_shape: tuple[int, int] | None = None
@@ -214,9 +202,9 @@ class ImageViewer(QWidget):
         return self._image
 
     @property
-    def heatmap(self) -> np.ndarray | None:
+    def heatmap(self) -> PlacedMap | None:
         """The heatmap shown now (None when there is none)."""
-        return self._heat
+        return self._placed
 
     def image_rect(self) -> QRectF:
         if self._image is None:
@@ -259,13 +247,15 @@ class ImageViewer(QWidget):
         self.vb.autoRange(padding=0.02)
 
     # -- overlay --------------------------------------------------------------------------
-    def set_heatmap(self, heat: np.ndarray | None) -> None:
-        self._heat = heat
-        if heat is None:
+    def set_heatmap(self, placed: PlacedMap | None) -> None:
+        """Draw *placed* over the image: 0 outside the box its model saw, coloured by the LUT."""
+        self._placed = placed
+        self._heat = None if placed is None else placed.on_grid(fit(placed.image_shape, DISPLAY_MAX_SIDE))
+        if placed is None:
             self.overlay_item.clear()
             self.contour_item.setData(None)
             return
-        self.overlay_item.setImage(heat, levels=(0.0, 1.0), autoLevels=False)
+        self.overlay_item.setImage(self._heat, levels=(0.0, 1.0), autoLevels=False)
         self.overlay_item.setRect(self.image_rect())
         self._update_contour_data()
 
@@ -275,7 +265,7 @@ class ImageViewer(QWidget):
         self._contour_mode = contour
         self.overlay_item.setVisible(visible and not contour)
         self.contour_item.setVisible(visible and contour)
-        color = pg.colormap.get(colormap).map(0.85, mode="qcolor")
+        color = QColor(*(int(c) for c in overlay_lut(colormap, 0.0)[round(0.85 * 255), :3]))
         self.contour_item.setPen(pg.mkPen(color, width=2, cosmetic=True))
         self.contour_item.setLevel(threshold if threshold > 0 else 0.5)
         self._update_contour_data()

@@ -18,11 +18,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+if TYPE_CHECKING:  # the session module imports torch-free code only, but keep the GUI's start light
+    from ..inference.session import AnalysisJob
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +34,6 @@ class CancelFlag(threading.Event):
 
     def __call__(self) -> bool:
         return self.is_set()
-
-
-@dataclass
-class AnalysisRequest:
-    """Everything one analysis needs; captured on the GUI thread so the job never reads widgets."""
-
-    study: Any  # Study
-    pair: Any  # ModelPair
-    methods: list[str]
-    target: str | None = None
-    volume: int = 0
-    slice_: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # echoed back with the result (cache keys)
 
 
 def _progress_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[float, str]:
@@ -226,10 +215,7 @@ class Worker(QObject):
         def job() -> None:
             t0 = time.perf_counter()
             try:
-                teacher, student = self.engine.load_pair(pair)
-                from ..explain import list_methods
-
-                both = [m for m in list_methods(teacher) if m in set(list_methods(student))]
+                both = self.engine.methods_for(pair)
             except Exception as exc:  # noqa: BLE001 - ModelUnavailableError and friends: report, don't crash
                 self.bridge.models_failed.emit(job_id, str(exc))
                 return
@@ -242,7 +228,7 @@ class Worker(QObject):
         self._submit(job)
         return job_id
 
-    def analyze(self, request: AnalysisRequest) -> int:
+    def analyze(self, request: AnalysisJob) -> int:
         """Queue an analysis; any earlier one still running is cancelled (only the newest matters)."""
         job_id = next(self._ids)
         flag = CancelFlag()
@@ -263,9 +249,7 @@ class Worker(QObject):
                 if flag.is_set():
                     raise AnalysisCancelled()
                 self.bridge.progress.emit(job_id, 0.0, "starting")
-                analysis = engine.analyze(request.study, request.pair, request.methods, target=request.target,
-                                          volume=request.volume, slice_=request.slice_,
-                                          on_progress=on_progress, cancel=flag)
+                analysis = engine.analyze(**request.kwargs(), on_progress=on_progress, cancel=flag)
                 if flag.is_set():  # cancelled after the last check inside the engine: drop the result
                     raise AnalysisCancelled()
             except AnalysisCancelled:
@@ -278,7 +262,7 @@ class Worker(QObject):
             finally:
                 with self._lock:
                     self._flags.pop(job_id, None)
-            self.bridge.analysis_done.emit(job_id, analysis, request.meta)
+            self.bridge.analysis_done.emit(job_id, analysis, {"key": request.key})
 
         self._submit(job)
         return job_id

@@ -114,9 +114,10 @@ def test_explain_a_named_class_for_the_student_only(run_inproc, mri_image, tmp_p
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--method", "shap"), "Unknown explanation method"),
-    (("--method", "gradcam", "--target", "tumour"), "Unknown class"),
-    (("--method", "gradcam", "--task", "no-such-task"), "No teacher model"),
-    (("--method", "gradcam", "--task", "half-task"), "No student model"),
+    (("--method", "gradcam", "--target", "tumour"), "no class 'tumour'"),
+    (("--method", "gradcam", "--target", "7"), "Unknown class '7'"),
+    (("--method", "gradcam", "--task", "no-such-task"), "No models are installed for task 'no-such-task'"),
+    (("--method", "gradcam", "--task", "half-task"), "No models are installed for task 'half-task'"),
 ])
 def test_bad_requests_exit_2_with_one_line(run_inproc, mri_image, tmp_path, args, message):
     argv = ["explain", mri_image, "--task", TASK, "--out", tmp_path, *args]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from medkd_desktop.explain import Heatmap, agreement, deletion_auc, explain, insertion_auc, iou_topk, pearson, road, ssim
-from medkd_desktop.explain.metrics import pair_agreement, perturbation_curve, top_region
+from medkd_desktop.explain.metrics import agreement_grid, map_agreement, perturbation_curve, top_region
+from medkd_desktop.models.geometry import PlacedMap, input_box
 from medkd_desktop.models.preprocess import InputSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,14 +63,21 @@ def test_maps_of_different_sizes_are_compared_on_the_first_grid():
     assert pearson(big, small) > 0.99 and iou_topk(big, small) > 0.9
 
 
-def test_pair_agreement_places_maps_on_the_frame_when_crops_differ():
+def test_map_agreement_compares_the_region_both_models_saw_on_one_grid():
     m = np.zeros((16, 16), np.float32)
     m[:, :8] = 1.0
-    h = Heatmap(map=m, method="gradcam", target=0, layers=[], seconds=0.0)
+    frame = (100, 200)
     square, stretch = InputSpec(size=16, crop="center_square"), InputSpec(size=16, crop="stretch")
-    assert pair_agreement(h, h, square, square, (100, 200))["pearson"] == pytest.approx(1.0)
+    on_square = PlacedMap(m, input_box(frame, square), frame)
+    assert map_agreement(on_square, on_square)["pearson"] == pytest.approx(1.0)
     # Same input-grid maps, different crops of a wide frame: they cover different regions.
-    assert pair_agreement(h, h, square, stretch, (100, 200))["iou_top20"] < 0.5
+    on_whole = PlacedMap(m, input_box(frame, stretch), frame)
+    assert map_agreement(on_square, on_whole)["iou_top20"] < 0.5
+    # The grid: the common region (the square) at the finer map's resolution there.
+    region, shape = agreement_grid(on_square, on_whole)
+    assert region.as_tuple() == (0, 50, 100, 150) and shape == (16, 16)
+    big = PlacedMap(np.ones((2000, 2000), np.float32), input_box((2000, 2500), square), (2000, 2500))
+    assert agreement_grid(big, big)[1] == (256, 256)  # capped
 
 
 # ----------------------------------------------------------------------------- faithfulness

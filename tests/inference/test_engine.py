@@ -21,7 +21,6 @@ from medkd_desktop.inference.engine import (
     Engine,
     IncompatibleStudyError,
     ModelUnavailableError,
-    propose_pair,
 )
 from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
@@ -74,7 +73,7 @@ def check_analysis(a: Analysis, methods=("gradcam",)) -> None:
         assert abs(float(res.probabilities.sum()) - 1.0) < 1e-5
         assert res.latency_ms > 0
         for m in methods:
-            heat = res.heatmaps[m]
+            heat = res.heatmaps[m].on_grid()  # drawn on the analysed image, as the viewers and reports do
             assert heat.shape == hw and heat.dtype == np.float32
             assert 0.0 <= float(heat.min()) and float(heat.max()) <= 1.0 and float(heat.max()) > 0
             assert res.explain_seconds[m] > 0
@@ -84,8 +83,9 @@ def check_analysis(a: Analysis, methods=("gradcam",)) -> None:
         agr = a.agreement[m]
         assert -1.0 <= agr.pearson <= 1.0 and -1.0 <= agr.ssim <= 1.0 and 0.0 <= agr.iou_top20 <= 1.0
         assert {f"{m}_teacher", f"{m}_student"} <= a.timings_ms.keys()
-    assert {"load_models", "preprocess", "teacher_forward", "student_forward", "agreement", "feature_maps",
+    assert {"load_models", "preprocess", "teacher_forward", "student_forward", "agreement",
             "total"} <= a.timings_ms.keys()
+    assert "feature_maps" in a.timings_ms or "feature_maps_teacher" in a.timings_ms  # the strip's own pass, or none
     assert all(v >= 0 for v in a.timings_ms.values())
     assert a.timings_ms["total"] >= a.timings_ms["teacher_forward"] + a.timings_ms["student_forward"]
 
@@ -99,7 +99,8 @@ def test_chest_dicom_heatmap_sits_in_the_centre_square_the_models_saw(engine):
     np.testing.assert_array_equal(a.image, study.frame().display())  # the displayed frame, inverted as shown
     y0 = (1955 - 1841) // 2
     for res in (a.teacher, a.student):
-        heat = res.heatmaps["gradcam++"]
+        assert res.heatmaps["gradcam++"].box.as_tuple() == (y0, 0, y0 + 1841, 1841)
+        heat = res.heatmaps["gradcam++"].on_grid()
         assert heat[:y0].max() == 0 and heat[y0 + 1841:].max() == 0  # never seen: no heat
         assert heat[y0:y0 + 1841].max() > 0.5
     fractions = [f for f, _ in progress]
@@ -127,8 +128,8 @@ def test_target_class_is_explained_by_both_models(engine, registry):
     x = preprocess(study.frame().display(), card.input)
     want = explain(registry.load(card, "cpu"), x, "gradcam++", target=CXR.index(other), card=card)
     want = want.to_frame((1955, 1841), card.input)
-    np.testing.assert_allclose(forced.teacher.heatmaps["gradcam++"], want.map, atol=2e-3)
-    assert not np.allclose(forced.teacher.heatmaps["gradcam++"], own.teacher.heatmaps["gradcam++"], atol=1e-2)
+    np.testing.assert_allclose(forced.teacher.heatmaps["gradcam++"].on_grid(), want.map, atol=2e-3)
+    assert not np.allclose(forced.teacher.heatmaps["gradcam++"].map, own.teacher.heatmaps["gradcam++"].map, atol=1e-2)
     with pytest.raises(IncompatibleStudyError, match="no class 'melanoma'"):
         engine.analyze(study, "cxr-covid", ["gradcam"], target="melanoma")
 
@@ -138,7 +139,9 @@ def test_mr_series_analyses_the_middle_slice(engine):
     a = engine.analyze(study, "brain-tumor-mri", ["layercam", "feature_maps"])
     check_analysis(a, ("layercam",))
     assert a.frame_index == (0, study.n_slices // 2)
-    assert list(a.teacher.heatmaps) == ["layercam"]  # the strip method is no overlay
+    assert list(a.teacher.heatmaps) == ["layercam", "feature_maps"]
+    # the layer strip is the explained feature maps' stages, not a second pass
+    assert [n for n, _ in a.teacher.stages["feature_maps"]] == [n for n, _ in a.teacher.feature_maps]
     np.testing.assert_array_equal(a.image, study.frame(0, study.n_slices // 2).display())
     b = engine.analyze(study, "brain-tumor-mri", ["gradcam"], volume=1, slice_=3)
     assert b.frame_index == (1, 3)
@@ -153,7 +156,7 @@ def test_histology_tile_with_several_methods(engine):
     assert a.image.shape == (224, 224, 3)
     quick = engine.analyze(study, "histo-lc25000", ["gradcam++"], strip=False)  # the CLI's choice
     assert quick.teacher.feature_maps == [] and "feature_maps" not in quick.timings_ms
-    np.testing.assert_array_equal(quick.teacher.heatmaps["gradcam++"], a.teacher.heatmaps["gradcam++"])
+    np.testing.assert_array_equal(quick.teacher.heatmaps["gradcam++"].map, a.teacher.heatmaps["gradcam++"].map)
     frame = engine.analyze_frame(study.frame().display(), "histo-lc25000", ["gradcam++"], strip=False)
     np.testing.assert_allclose(frame.teacher.probabilities, a.teacher.probabilities, atol=1e-6)
     with pytest.raises(IncompatibleStudyError, match="Unknown explanation method"):
@@ -201,31 +204,6 @@ def test_models_load_once_and_missing_pairs_are_typed_errors(engine, registry):
         engine.analyze(open_study(SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg"), "skin-ham10000")
 
 
-def test_propose_pair_and_mismatch_warning(registry):
-    chest = open_study(SAMPLES / "chest_xray_cr_pa_nema.dcm")
-    mr = open_study(SAMPLES / "mr_brain_epi_mosaic_series")
-    derm = open_study(SAMPLES / "dermoscopy_melanoma_ham10000.jpg")
-    assert propose_pair(chest, registry) == ("cxr-covid", None)
-    assert propose_pair(mr, registry) == ("brain-tumor-mri", None)
-    task, warning = propose_pair(mr, registry, chosen="cxr-covid")
-    assert task == "cxr-covid" and "MR" in warning and "chest radiographs" in warning
-    task, warning = propose_pair(derm, registry)  # no skin models installed here
-    assert task is None and "skin-ham10000" in warning and "cxr-covid" in warning
-    grey_jpeg = open_study(SAMPLES / "chest_xray_covid_hannover.jpg")
-    assert propose_pair(grey_jpeg, registry, chosen="cxr-covid") == ("cxr-covid", None)
-    assert "grey-scale" in propose_pair(grey_jpeg, registry, chosen="histo-lc25000")[1]
-
-
-def test_a_task_whose_student_is_still_training_is_not_proposed(tmp_path):
-    write_model(tmp_path, "brain-tumor-mri", "teacher", "timm:resnet10t", {}, MRI, RGB64)
-    write_model(tmp_path, "cxr-covid", "teacher", "timm:resnet10t", {}, CXR, RGB64)
-    write_model(tmp_path, "cxr-covid", "student", "cnn5", SMALL_CNN5, CXR, GREY1, seed=1)
-    registry = ModelRegistry([tmp_path])
-    assert registry.tasks() == ["brain-tumor-mri", "cxr-covid"] and registry.paired_tasks() == ["cxr-covid"]
-    task, warning = propose_pair(open_study(SAMPLES / "mr_brain_epi_mosaic_series"), registry)
-    assert task is None and "brain-tumor-mri" in warning and "not installed" in warning
-
-
 def test_an_empty_heatmap_is_reported_not_silently_drawn(tmp_path):
     card = write_model(tmp_path, "histo-lc25000", "teacher", "timm:resnet10t", {}, HISTO, RGB64)
     write_model(tmp_path, "histo-lc25000", "student", "cnn5", SMALL_CNN5, HISTO, RGB64)
@@ -243,7 +221,7 @@ def test_an_empty_heatmap_is_reported_not_silently_drawn(tmp_path):
     a = Engine(registry, "cpu").analyze(open_study(SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg"),
                                         "histo-lc25000", ["gradcam"])
     np.testing.assert_allclose(a.student.probabilities, 1 / len(HISTO), atol=1e-6)
-    assert a.student.heatmaps["gradcam"].max() == 0
+    assert a.student.heatmaps["gradcam"].empty
     assert any(w.startswith("The student's gradcam map is empty") for w in a.warnings)
     assert card.id == a.teacher.card_id
 
@@ -288,7 +266,9 @@ def test_tiled_field_analyses_every_tile_into_a_full_field_heatmap(engine, regis
     with torch.no_grad():
         tile_probs = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(a.teacher.probabilities, tile_probs.mean(0), atol=1e-5)  # field = mean of tiles
-    heat = a.teacher.heatmaps["layercam"]
+    placed = a.teacher.heatmaps["layercam"]
+    assert max(placed.map.shape) <= 2048 < max(a.image.shape)  # a mosaic at the models' resolution, not 12 Mpx
+    heat = placed.on_grid()
     for y0, x0, y1, x1 in grid.boxes:  # every tile was explained
         assert heat[y0:y1, x0:x1].max() > 0
     # The top-left tile (no overlap) holds that tile's own map of the field's class, scaled by its probability.

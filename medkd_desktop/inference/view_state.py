@@ -17,32 +17,18 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ..explain.overlay import OverlayStyle
+from ..models.geometry import PlacedMap
 from ..studies.study import DisplayWindow, Study
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Explanation methods the engine knows, in menu order, with the names a user reads.
-METHOD_LABELS: dict[str, str] = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Score-CAM",
-    "layercam": "LayerCAM",
-    "eigencam": "Eigen-CAM",
-    "dfs_ex": "Dual-feature saliency (DFS-EX)",
-    "attention": "Attention rollout",
-    "hdkd_stage": "HDKD stage map",
-}
-#: Methods that produce the layer strip, not an overlay.
-STRIP_METHOD = "feature_maps"
-
-#: Heatmap colour maps offered; names are matplotlib/pyqtgraph colour-map names.
-COLORMAPS = ("inferno", "turbo", "viridis", "magma", "plasma", "CET-L3")
-
+#: The method the window opens with (the explainers' labels live in their registry).
 DEFAULT_METHOD = "gradcam"
-DEFAULT_COLORMAP = "inferno"
-DEFAULT_OPACITY = 0.45
+#: The method whose stages fill the layer-by-layer strip (paper 002), not an overlay in the window.
+STRIP_METHOD = "feature_maps"
 
 
 class Event(Generic[T]):
@@ -110,7 +96,7 @@ class ViewState:
         self.events = _Events(list(self.FIELDS))
         self._v: dict[str, Any] = {
             "study": None, "volume": 0, "slice": 0, "task": None, "method": DEFAULT_METHOD, "target": None,
-            "opacity": DEFAULT_OPACITY, "colormap": DEFAULT_COLORMAP, "threshold": 0.0, "contour": False,
+            "opacity": OverlayStyle.opacity, "colormap": OverlayStyle.colormap, "threshold": 0.0, "contour": False,
             "overlay_visible": True, "window": None, "invert": False, "cursor": None,
             "show_identifiers": False, "analysis": None, "strip_role": "teacher",
         }
@@ -222,6 +208,11 @@ class ViewState:
         self._set("colormap", str(value))
 
     @property
+    def overlay_style(self) -> OverlayStyle:
+        """The overlay as drawn on screen, for the exporters (so a report looks like the screen)."""
+        return OverlayStyle(colormap=self.colormap, opacity=self.opacity, threshold=self.threshold)
+
+    @property
     def threshold(self) -> float:
         return self._v["threshold"]
 
@@ -299,7 +290,7 @@ class ViewState:
     def analysis(self, value) -> None:
         self._set("analysis", value)
 
-    def heatmap(self, role: str) -> np.ndarray | None:
+    def heatmap(self, role: str) -> PlacedMap | None:
         """The shown method's heatmap of *role*, or None when there is none yet.
 
         The window controller replaces ``analysis`` whenever the frame changes (with the cached
