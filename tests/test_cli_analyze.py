@@ -70,8 +70,8 @@ def test_a_mismatched_task_warns_but_runs_and_no_pdf_skips_the_report(model_dir,
 
 
 @pytest.mark.parametrize("args, message", [
-    # A grey JPEG carries no modality: nothing is proposed and the installed tasks are listed.
-    (["analyze", SAMPLES / "chest_xray_covid_hannover.jpg"], "choose a task (brain-tumor-mri, cxr-covid, "),  # + whatever else is bundled
+    # A grey JPEG carries no modality and fits two installed pairs: none is guessed, both are named.
+    (["analyze", SAMPLES / "chest_xray_covid_hannover.jpg"], "Choose a task (brain-tumor-mri, cxr-covid fit it)"),
     (["analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--target", "melanoma"], "no class 'melanoma'"),
     (["analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--task", "nope"], "No models are installed for task 'nope'"),
 ])
@@ -89,3 +89,28 @@ def test_a_file_that_is_not_a_study_exits_2(model_dir, tmp_path):
     out = run(model_dir, "analyze", bad, "--out", tmp_path / "o")
     assert out.returncode == 2 and out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()
+
+
+def test_explain_and_analyze_report_the_same_agreement(model_dir, tmp_path, monkeypatch, capsys):
+    """One engine, one agreement grid: the two commands give equal figures, unrounded."""
+    from medkd_desktop.cli import main
+
+    monkeypatch.setenv("MEDKD_MODEL_DIRS", str(model_dir))
+    study = SAMPLES / "chest_xray_cr_pa_nema.dcm"  # not square: the centre-square box matters
+    assert main(["analyze", str(study), "--task", "cxr-covid", "--method", "gradcam++", "--out",
+                 str(tmp_path / "a"), "--json", "--no-pdf"]) == 0
+    analyzed = json.loads(capsys.readouterr().out)["agreement"]["gradcam++"]
+    assert main(["explain", str(study), "--task", "cxr-covid", "--method", "gradcam++", "--model", "both",
+                 "--out", str(tmp_path / "e"), "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)["methods"]["gradcam++"]["agreement"]
+    assert explained == analyzed and analyzed["pearson"] is not None
+    assert analyzed["pearson"] != round(analyzed["pearson"], 4)  # full precision, not a display rounding
+
+
+def test_overlay_options_take_the_windows_names_and_a_bad_one_exits_2(model_dir, tmp_path):
+    ok = run(model_dir, "analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--no-pdf", "--colormap",
+             "heat", "--opacity", "0.8", "--threshold", "0.3", "--out", tmp_path / "ok")
+    assert ok.returncode == 0, ok.stderr
+    bad = run(model_dir, "analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--colormap", "jet",
+              "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "invalid choice: 'jet'" in bad.stderr and "heat" in bad.stderr

@@ -173,7 +173,7 @@ def measure_study_to_overlays(path: Path, task: str | None, repeat: int, models_
 
         def open_once() -> float:
             events.pop("analysis", None)
-            window._cache.clear()  # a fresh analysis every time, as for a new study
+            window.state.clear_cache()  # a fresh analysis every time, as for a new study
             t0 = time.perf_counter()
             window.open_path(path)
             _wait(app, lambda: "analysis" in events or "error" in events)
@@ -209,8 +209,8 @@ def measure_study_to_overlays(path: Path, task: str | None, repeat: int, models_
             "task": analysis.task,
             "device": analysis.device,
             "analysis_total_ms": round(analysis.timings_ms.get("total", float("nan")), 1),
-            "teacher": window.pair.teacher.name,
-            "student": window.pair.student.name,
+            "teacher": window.state.pair.teacher.name,
+            "student": window.state.pair.student.name,
         }
         window.close()
         return result

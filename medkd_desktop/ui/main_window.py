@@ -22,31 +22,29 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFrame,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from ..inference.pairing import describe
 from ..inference.session import ReviewSession
 from ..inference.view_state import STRIP_METHOD
 from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
 from .controls import OverlayControls
+from .model_bar import ModelBar, short_name
 from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
 from .settings import DEVICES, Settings
+from .study_header import StudyHeader
 from .viewers import SyncedViewers
 from .worker import Worker
 
@@ -64,11 +62,6 @@ APP_TITLE = "MedKD Desktop"
 DEFAULT_SIZE = QSize(1440, 900)
 SLICE_DEBOUNCE_MS = 200  # re-analyse a new slice once the user stops scrolling
 ENGINE_START_DELAY_MS = 50
-
-def short_name(card, limit: int = 44) -> str:
-    """A card's name cut to fit a title bar (the full name is in the tooltip and the card viewer)."""
-    name = card.name or card.architecture
-    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
 
 class MainWindow(QMainWindow):
@@ -119,7 +112,6 @@ class MainWindow(QMainWindow):
         self._build_ui()
         self._build_menus()
         self._connect()
-        self._update_header()
         self._update_actions()
         self._engine_started = False
 
@@ -128,53 +120,13 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     def _build_ui(self) -> None:
         s = self.state
-        # model bar: open, task / model pair, cards, privacy ------------------------------------
-        # A plain row rather than a QToolBar: a toolbar hides what does not fit behind a "»"
-        # button, and the pair's names and accuracies must always be readable.
-        self.model_bar = QFrame()
-        self.model_bar.setObjectName("modelBar")
-        bar = QHBoxLayout(self.model_bar)
-        bar.setContentsMargins(6, 3, 6, 3)
-        bar.setSpacing(8)
-        self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("Open a DICOM file or series folder, NIfTI, PNG, JPEG or TIFF (or drop it here)")
-        bar.addWidget(self.open_button)
-        bar.addWidget(QLabel("Task"))
-        self.task_combo = QComboBox()
-        self.task_combo.setObjectName("taskCombo")
-        self.task_combo.setMinimumWidth(170)
-        self.task_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.task_combo.addItem("Loading models…", None)
-        bar.addWidget(self.task_combo)
-        self.pair_label = QLabel("")
-        self.pair_label.setObjectName("pairLabel")
-        self.pair_label.setTextFormat(Qt.TextFormat.RichText)
-        self.pair_label.setWordWrap(True)
-        self.pair_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        bar.addWidget(self.pair_label, 1)
-        self.card_button = QPushButton("Model cards…")
-        self.card_button.setEnabled(False)
-        bar.addWidget(self.card_button)
-        self.privacy_button = QPushButton("Show identifiers")
-        self.privacy_button.setObjectName("privacyButton")
-        self.privacy_button.setCheckable(True)
-        self.privacy_button.setToolTip("Show the patient's name, ID and birth date in the header (off at every start)")
-        bar.addWidget(self.privacy_button)
+        self.model_bar = ModelBar(s)
+        for name in ("open_button", "task_combo", "pair_label", "card_button", "privacy_button"):
+            setattr(self, name, getattr(self.model_bar, name))
 
         # header + banner ----------------------------------------------------------------------
-        self.header = QLabel("")
-        self.header.setObjectName("studyHeader")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.identifiers_label = QLabel("")
-        self.identifiers_label.setObjectName("identifiers")
-        self.identifiers_label.setVisible(False)
-        self.disclaimer = QLabel(DISCLAIMER)
-        self.disclaimer.setObjectName("disclaimer")
-        head = QHBoxLayout()
-        head.setContentsMargins(8, 4, 8, 2)
-        head.addWidget(self.header, 1)
-        head.addWidget(self.identifiers_label)
-        head.addWidget(self.disclaimer)
+        self.study_header = StudyHeader(s)
+        self.identifiers_label = self.study_header.identifiers_label
         self.banner = QLabel("")
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
@@ -230,7 +182,7 @@ class MainWindow(QMainWindow):
         cv.setContentsMargins(0, 0, 0, 0)
         cv.setSpacing(2)
         cv.addWidget(self.model_bar)
-        cv.addLayout(head)
+        cv.addWidget(self.study_header)
         cv.addWidget(self.banner)
         cv.addWidget(splitter, 1)
         self.setCentralWidget(central)
@@ -304,7 +256,6 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s, b = self.state, self.worker.bridge
         self.open_button.clicked.connect(self.open_file_dialog)
-        self.task_combo.activated.connect(self._task_picked)
         self.card_button.clicked.connect(self.show_model_cards)
         self.privacy_button.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
         self.act_identifiers.toggled.connect(lambda on: setattr(s, "show_identifiers", on))
@@ -323,15 +274,14 @@ class MainWindow(QMainWindow):
         b.task_done.connect(self._on_task_done)
         b.task_failed.connect(self._on_task_failed)
 
-        s.events.show_identifiers.connect(self._on_show_identifiers)
-        s.events.study.connect(lambda _: (self._update_header(), self._update_actions()))
+        s.events.show_identifiers.connect(self._sync_privacy_toggles)
+        s.events.study.connect(lambda _: self._update_actions())
         s.events.analysis.connect(lambda _: (self._update_titles(), self._update_actions()))
         for name in ("slice", "volume"):
             getattr(s.events, name).connect(lambda _: self._frame_changed())
         s.events.method.connect(lambda m: self._overlay_request_changed(method=m))
         s.events.target.connect(lambda _: self._overlay_request_changed())
         s.events.task.connect(self._on_task)
-        s.events.pairs.connect(self._on_pairs)
         s.events.messages.connect(lambda lines: self._show_banner("\n".join(f"⚠ {w}" for w in lines)))
         s.events.colormap.connect(lambda c: setattr(self.settings, "colormap", c))
         s.events.opacity.connect(lambda o: setattr(self.settings, "opacity", o))
@@ -352,18 +302,6 @@ class MainWindow(QMainWindow):
                               f"installed: {', '.join(self.state.pairs) or 'none'}.")
         if self.state.study is not None:
             self._choose_task_for()
-
-    def _on_pairs(self, pairs: dict) -> None:
-        """The installed pairs changed (start-up, a model added or removed): rebuild the task menu."""
-        self.task_combo.blockSignals(True)
-        self.task_combo.clear()
-        if not pairs:
-            self.task_combo.addItem("No models installed", None)
-        for task in pairs:
-            self.task_combo.addItem(task, task)
-            self.task_combo.setItemData(self.task_combo.count() - 1, describe(self.state.registry, task),
-                                        Qt.ItemDataRole.ToolTipRole)
-        self.task_combo.blockSignals(False)
 
     def _on_startup_failed(self, message: str) -> None:
         self._status(message)
@@ -397,34 +335,17 @@ class MainWindow(QMainWindow):
         elif proposal.task == before:
             self.request_analysis()  # same pair, new study: _on_task does not fire
 
-    def _task_picked(self, index: int) -> None:
-        task = self.task_combo.itemData(index)
-        if task is not None:
-            self.set_task(task)
-
     def set_task(self, task: str) -> None:
         """The user's choice of pair (the task menu); it wins over --task and the proposal."""
         self.state.choose_task(task)
 
-    def _on_task(self, task: str | None) -> None:
-        """Show the selected pair, load its models and analyse the shown frame with them."""
+    def _on_task(self, _task: str | None) -> None:
+        """Load the selected pair's models and analyse the shown frame with them (the model bar
+        shows the pair itself)."""
         pair = self.state.pair
         if pair is None:
             return
-        i = self.task_combo.findData(task)
-        if i >= 0 and i != self.task_combo.currentIndex():
-            self.task_combo.blockSignals(True)
-            self.task_combo.setCurrentIndex(i)
-            self.task_combo.blockSignals(False)
-        t, st = pair.teacher, pair.student
-        self.controls.set_classes(t.classes)
-        self.pair_label.setText(
-            f"<span style='color:{TEACHER_COLOR.name()}'><b>Teacher</b></span> {html.escape(short_name(t))}"
-            f" · test acc. <b>{self._acc(t)}</b> &nbsp;&nbsp; <span style='color:{STUDENT_COLOR.name()}'><b>Student</b>"
-            f"</span> {html.escape(short_name(st))} · test acc. <b>{self._acc(st)}</b><br>"
-            f"<span style='color:#8a919c'>Classes: {html.escape(', '.join(t.classes))}</span>")
-        self.pair_label.setToolTip(f"Teacher: {t.name or t.id}\nStudent: {st.name or st.id}")
-        self.card_button.setEnabled(True)
+        self.controls.set_classes(pair.teacher.classes)
         self.viewers.set_use_analysis_image(self.state.reads_whole_map)
         self._update_region()
         self.worker.load_models(pair)
@@ -434,11 +355,6 @@ class MainWindow(QMainWindow):
         """Outline the box the models saw when it is not the whole frame (not for tiles or fMRI)."""
         box = self.state.input_region()
         self.viewers.set_model_region(None if box is None else box.as_tuple())
-
-    @staticmethod
-    def _acc(card) -> str:
-        acc = card.test_accuracy
-        return "not measured" if acc is None else f"{100 * acc:.1f} %"
 
     def _show_banner(self, text: str) -> None:
         self.banner.setText(text)
@@ -643,50 +559,12 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     # header, titles, privacy
     # ======================================================================================
-    def _update_header(self) -> None:
-        study = self.state.study
-        if study is None:
-            self.header.setText("<b>No study open</b>")
-            self._on_show_identifiers(self.state.show_identifiers)
-            return
-        md = study.metadata
-        parts = [f"<b>{html.escape(study.modality or 'unknown modality')}</b>"]
-        for value in (md.body_part, md.view_position, md.series_description):
-            if value:
-                parts.append(html.escape(value))
-        shape = study.shape
-        parts.append(f"{shape[1]} × {shape[0]} px" + (" RGB" if study.is_rgb else ""))
-        if study.n_frames > 1:
-            parts.append(f"{study.n_volumes} vol × {study.n_slices} slices" if study.n_volumes > 1
-                         else f"{study.n_slices} slices")
-        if study.pixel_spacing:
-            parts.append(f"{study.pixel_spacing[1]:g} × {study.pixel_spacing[0]:g} mm")
-        if study.tiles is not None:
-            parts.append(f"{study.tiles.n_rows} × {study.tiles.n_cols} tiles")
-        parts.append(html.escape(study.kind.value))
-        self.header.setText(" · ".join(parts))
-        self.header.setToolTip(study.orientation)
-        self._on_show_identifiers(self.state.show_identifiers)
-
-    def _on_show_identifiers(self, on: bool) -> None:
+    def _sync_privacy_toggles(self, on: bool) -> None:
         for w in (self.privacy_button, self.act_identifiers):
             w.blockSignals(True)
             w.setChecked(on)
             w.blockSignals(False)
         self.privacy_button.setText("Hide identifiers" if on else "Show identifiers")
-        study = self.state.study
-        ids = None if study is None else study.identifiers
-        if not on or ids is None:
-            self.identifiers_label.setText("")
-            self.identifiers_label.setVisible(False)
-            return
-        born = ids.birth_date
-        if len(born) == 8 and born.isdigit():  # DICOM DA: YYYYMMDD
-            born = f"{born[:4]}-{born[4:6]}-{born[6:]}"
-        fields = [("Patient", ids.name.replace("^", " ").strip()), ("ID", ids.patient_id), ("Born", born)]
-        text = " · ".join(f"{k}: <b>{html.escape(v)}</b>" for k, v in fields if v) or "No identifiers in this study"
-        self.identifiers_label.setText(text)
-        self.identifiers_label.setVisible(True)
 
     def _update_titles(self) -> None:
         """Role and prediction first (what a reader scans for), then the model's name, shortened."""

@@ -15,6 +15,9 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
+from medkd_desktop.models.geometry import fit
+from medkd_desktop.ui.viewers import DISPLAY_MAX_SIDE
+
 CHEST = SAMPLES / "chest_xray_cr_pa_nema.dcm"
 MR_SERIES = SAMPLES / "mr_brain_epi_mosaic_series"
 HISTO = SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg"
@@ -41,9 +44,9 @@ def test_each_sample_kind_is_analysed_in_the_worker_and_both_viewers_show_overla
         shown = viewer.overlay_item.image
         assert shown is not None, f"{viewer.role} viewer has no overlay"
         assert viewer.heatmap is result.heatmaps["gradcam"]
-        np.testing.assert_array_equal(shown, result.heatmaps["gradcam"])
-        # The heatmap covers the image under it (same grid), and it highlights something.
-        assert shown.shape == viewer.image.shape[:2]
+        # The map is drawn over the whole image (0 outside the box its model saw), at display size.
+        grid = fit(viewer.image.shape[:2], DISPLAY_MAX_SIDE)
+        np.testing.assert_array_equal(shown, result.heatmaps["gradcam"].on_grid(grid))
         assert float(shown.max()) > 0.05
         assert viewer.overlay_item.isVisible()
         assert viewer.overlay_item.mapRectToView(viewer.overlay_item.boundingRect()) == viewer.image_item.mapRectToView(
@@ -305,10 +308,27 @@ def test_model_card_viewer_shows_metrics_caveats_and_intended_use(qtbot, window)
     from medkd_desktop.ui.panels import ModelCardDialog
 
     open_and_wait(qtbot, window, HISTO)
-    dialog = ModelCardDialog([window.pair.teacher, window.pair.student], window)
+    dialog = ModelCardDialog([window.state.pair.teacher, window.state.pair.student], window)
     qtbot.addWidget(dialog)
     teacher_text = dialog.browsers[0].toPlainText()
     assert "0.500" in teacher_text  # the card's test accuracy
     assert "Random weights: for tests only." in teacher_text  # its caveat
     assert "Research use only" in teacher_text  # intended use
     assert "test acc." in window.pair_label.text() and "50.0 %" in window.pair_label.text()
+
+
+def test_the_window_and_the_cli_make_the_same_proposal(qtbot, window, model_root, tmp_path, monkeypatch, capsys):
+    """A grey JPEG fits the chest and the brain pairs: neither the window nor ``medkd analyze``
+    guesses, and both say the same sentence."""
+    grey_jpeg = SAMPLES / "chest_xray_covid_hannover.jpg"
+    with qtbot.waitSignal(window.analysis_failed, timeout=60_000) as blocker:
+        window.open_path(grey_jpeg)
+    note = blocker.args[0]
+    assert "Choose a task" in note and note in window.banner.text() and window.state.analysis is None
+    from medkd_desktop.cli import main
+
+    monkeypatch.setenv("MEDKD_MODEL_DIRS", str(model_root))
+    assert main(["analyze", str(grey_jpeg), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {note}"
+    with qtbot.waitSignal(window.analysis_applied, timeout=60_000):  # the user's pick then analyses it
+        window.set_task("cxr-covid")
