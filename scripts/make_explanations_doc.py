@@ -33,7 +33,7 @@ from medkd_desktop.bench.explain import jsonable, manifest_for, pick_test_rows  
 from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
 from medkd_desktop.explain import list_methods  # noqa: E402
 from medkd_desktop.explain.compare import compare_on_study  # noqa: E402
-from medkd_desktop.explain.overlay import blend  # noqa: E402
+from medkd_desktop.explain.overlay import OverlayStyle, blend  # noqa: E402
 from medkd_desktop.models.registry import ModelRegistry  # noqa: E402
 from medkd_desktop.models.weights import ModelLoadError  # noqa: E402
 from medkd_desktop.paths import shared_data_dir  # noqa: E402
@@ -125,7 +125,7 @@ def strip_figure(task: str, maps: dict, prepared: dict, path: Path) -> bool:
             if h is None or i >= len(h.stages):
                 ax.axis("off")
                 continue
-            ax.imshow(blend(prepared[role].image, h.stages[i], alpha=0.6))
+            ax.imshow(blend(prepared[role].image, h.stages[i], OverlayStyle(opacity=0.6)))
             ax.set_title(h.stage_names[i].replace("model.", ""), fontsize=6)
             if i == 0:
                 ax.set_ylabel(role, fontsize=8)

@@ -21,7 +21,7 @@ from ..models.preprocess import model_input_image, preprocess
 from ..models.registry import ModelPair, ModelRegistry
 from .base import ExplainError, Heatmap, explain, list_methods
 from .metrics import deletion_auc, insertion_auc, pair_agreement, road
-from .overlay import blend, save_png
+from .overlay import OverlayStyle, blend, save_png
 
 
 @dataclass
@@ -100,12 +100,12 @@ def compare_on_study(
     *,
     volume: int = 0,
     slice_: int | None = None,
-    cmap: str = "jet",
-    alpha: float = 0.5,
+    style: OverlayStyle | None = None,
     faithfulness: bool = False,
     steps: int = 20,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Heatmap]], dict[str, Prepared]]:
-    """Explain the study with every method for each role; optionally write overlay PNGs.
+    """Explain the study with every method for each role; optionally write overlay PNGs (drawn by the
+    window's renderer with *style*, its defaults unless given).
 
     Returns (JSON-ready summary, heatmaps on the frame by method and role, prepared models).
     A method that does not apply to one model (``attention`` on a pure CNN) is reported as
@@ -150,9 +150,9 @@ def compare_on_study(
             maps[method][role] = on_frame
             if out_dir is not None:
                 stem = f"{role}_{file_stem(method)}"
-                e["png"] = str(save_png(Path(out_dir) / f"{stem}.png", blend(p.image, on_frame, cmap, alpha)))
+                e["png"] = str(save_png(Path(out_dir) / f"{stem}.png", blend(p.image, on_frame, style)))
                 e["stage_pngs"] = [
-                    str(save_png(Path(out_dir) / f"{stem}_stage{i + 1}.png", blend(p.image, s, cmap, alpha)))
+                    str(save_png(Path(out_dir) / f"{stem}_stage{i + 1}.png", blend(p.image, s, style)))
                     for i, s in enumerate(on_frame.stages)
                 ]
             entry[role] = e
