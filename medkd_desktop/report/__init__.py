@@ -11,6 +11,7 @@ from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
 from .common import DISCLAIMER, DISCLAIMER_LONG
 from .dicom_export import export_dicom_sc
 from .errors import NotDicomError, ReportError
+from .export_all import ExportResult, export_analysis
 from .json_export import analysis_json, export_json
 from .pdf_export import export_pdf, report_figures
 from .png_export import export_png, png_size
@@ -20,10 +21,12 @@ __all__ = [
     "DEFAULT_STYLE",
     "DISCLAIMER",
     "DISCLAIMER_LONG",
+    "ExportResult",
     "NotDicomError",
     "OverlayStyle",
     "ReportError",
     "analysis_json",
+    "export_analysis",
     "export_dicom_sc",
     "export_json",
     "export_pdf",

@@ -35,17 +35,36 @@ DICOM_KINDS = frozenset({StudyKind.DICOM, StudyKind.DICOM_MULTIFRAME, StudyKind.
 _LPS_LETTERS = (("R", "L"), ("A", "P"), ("F", "H"))
 
 
-def _source_dataset(study: Study):
-    """The header of the study's source file (for a series folder: its first file of the series)."""
+def _read_header(path: Path):
+    """The header of *path*, or None when it is not a DICOM file we can read.
+
+    Read the way the study readers read it: a file without the 128-byte preamble and File Meta
+    header (written by some older systems and toolkits) opened and was analysed, so the export
+    must accept it too (``force=True``, tried only after a strict read failed).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    except InvalidDicomError:
+        pass
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as exc:  # noqa: BLE001 - a forced read of a non-DICOM file can fail in any way
+        log.debug("not a DICOM header: %s", type(exc).__name__)
+        return None
+
+
+def _source_dataset(study: Study):
+    """The header of the study's source file (for a series folder: its first file of the series)."""
     src = Path(study.source)
     candidates = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
     for path in candidates:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+        ds = _read_header(path)
+        if ds is None:
             continue
         uid = str(ds.get("SeriesInstanceUID", ""))
         if "StudyInstanceUID" in ds and (not study.metadata.series_uid or uid == study.metadata.series_uid):
