@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ..explain.overlay import OverlayStyle
+from ..explain.overlay import DEFAULT_COLORMAP, DEFAULT_OPACITY, OverlayStyle
 from ..models.geometry import PlacedMap
 from ..studies.study import DisplayWindow, Study
 
@@ -96,7 +96,7 @@ class ViewState:
         self.events = _Events(list(self.FIELDS))
         self._v: dict[str, Any] = {
             "study": None, "volume": 0, "slice": 0, "task": None, "method": DEFAULT_METHOD, "target": None,
-            "opacity": OverlayStyle.opacity, "colormap": OverlayStyle.colormap, "threshold": 0.0, "contour": False,
+            "opacity": DEFAULT_OPACITY, "colormap": DEFAULT_COLORMAP, "threshold": 0.0, "contour": False,
             "overlay_visible": True, "window": None, "invert": False, "cursor": None,
             "show_identifiers": False, "analysis": None, "strip_role": "teacher",
         }

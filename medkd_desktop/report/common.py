@@ -1,7 +1,9 @@
 """What every export shares: the disclaimer, the identifier-free study summary, safe writing.
 
 Why here: the PDF, PNG, JSON and DICOM exports must carry the same disclaimer and must leave
-patient identifiers out by the same rule, so the rule lives in one place.
+patient identifiers out by the same rule, so the rule lives in one place. The window shows the
+same disclaimer, so it imports these constants too (the core never imports the window). Method
+names a reader sees come from the explainer registry (``explain.method_label``), not from here.
 """
 from __future__ import annotations
 
@@ -19,23 +21,6 @@ DISCLAIMER_LONG = (
     "Research use only — not for diagnosis. MedKD Desktop is not a medical device; its models were "
     "trained on public research data and their outputs must not inform diagnosis or treatment."
 )
-
-METHOD_NAMES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Score-CAM",
-    "layercam": "LayerCAM",
-    "eigencam": "Eigen-CAM",
-    "feature_maps": "Average feature maps",
-    "dfs_ex": "DFS-Ex",
-    "attention": "Attention rollout",
-    "hdkd_stage": "HDKD stage map",
-}
-
-
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
-
 
 def study_summary(study: Study) -> dict[str, Any]:
     """``Study.summary()`` without the file name: names of exported files often carry the patient's."""

@@ -18,32 +18,53 @@ from pathlib import Path
 
 import numpy as np
 
+from ..explain import method_label
+from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
 from ..inference.analysis import Analysis
 from ..studies.study import Study, StudyKind
-from .common import method_name, write_file
+from .common import write_file
 from .errors import NotDicomError, ReportError
-from .render import OverlayStyle, side_by_side
+from .render import side_by_side
 
 log = logging.getLogger(__name__)
 
 SERIES_DESCRIPTION = "MedKD overlay (research use only)"
 MANUFACTURER = "MedKD Desktop"
-_DICOM_KINDS = {StudyKind.DICOM, StudyKind.DICOM_MULTIFRAME, StudyKind.DICOM_SERIES}
+DICOM_KINDS = frozenset({StudyKind.DICOM, StudyKind.DICOM_MULTIFRAME, StudyKind.DICOM_SERIES})
 #: LPS patient axes -> the letter of the direction each axis points to (DICOM PS3.3 C.7.6.1.1.1).
 _LPS_LETTERS = (("R", "L"), ("A", "P"), ("F", "H"))
 
 
-def _source_dataset(study: Study):
-    """The header of the study's source file (for a series folder: its first file of the series)."""
+def _read_header(path: Path):
+    """The header of *path*, or None when it is not a DICOM file we can read.
+
+    Read the way the study readers read it: a file without the 128-byte preamble and File Meta
+    header (written by some older systems and toolkits) opened and was analysed, so the export
+    must accept it too (``force=True``, tried only after a strict read failed).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    except InvalidDicomError:
+        pass
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as exc:  # noqa: BLE001 - a forced read of a non-DICOM file can fail in any way
+        log.debug("not a DICOM header: %s", type(exc).__name__)
+        return None
+
+
+def _source_dataset(study: Study):
+    """The header of the study's source file (for a series folder: its first file of the series)."""
     src = Path(study.source)
     candidates = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
     for path in candidates:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+        ds = _read_header(path)
+        if ds is None:
             continue
         uid = str(ds.get("SeriesInstanceUID", ""))
         if "StudyInstanceUID" in ds and (not study.metadata.series_uid or uid == study.metadata.series_uid):
@@ -76,12 +97,12 @@ def _patient_orientation(ds) -> tuple[str, str] | None:
 
 
 def export_dicom_sc(analysis: Analysis, study: Study, path: str | os.PathLike[str], method: str, *,
-                    style: OverlayStyle | None = None) -> Path:
+                    style: OverlayStyle = DEFAULT_STYLE) -> Path:
     """Write the teacher | student overlay of *method* as an RGB Secondary Capture; returns the path.
 
     Raises :class:`NotDicomError` for studies not opened from DICOM, :class:`ReportError` otherwise.
     """
-    if study.kind not in _DICOM_KINDS:
+    if study.kind not in DICOM_KINDS:
         raise NotDicomError()
     # pydicom and highdicom warn about odd header values *quoting them* (e.g. a one-part patient or
     # physician name): such text must not reach stderr or a log, so warnings are counted, not shown.
@@ -93,7 +114,7 @@ def export_dicom_sc(analysis: Analysis, study: Study, path: str | os.PathLike[st
     return written
 
 
-def _write_sc(analysis: Analysis, study: Study, path: Path, method: str, style: OverlayStyle | None) -> Path:
+def _write_sc(analysis: Analysis, study: Study, path: Path, method: str, style: OverlayStyle) -> Path:
     from highdicom.sc import SCImage
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -129,9 +150,9 @@ def _write_sc(analysis: Analysis, study: Study, path: Path, method: str, style: 
     sc.SeriesDescription = SERIES_DESCRIPTION
     sc.BurnedInAnnotation = "NO"  # colours only, no text burned into the pixels
     sc.ImageComments = (
-        f"{method_name(method)} heatmaps of {analysis.task}: teacher {analysis.teacher.name} (left, predicted "
+        f"{method_label(method)} heatmaps of {analysis.task}: teacher {analysis.teacher.name} (left, predicted "
         f"{analysis.teacher.predicted}) | student {analysis.student.name} (right, predicted "
         f"{analysis.student.predicted}). Research use only - not for diagnosis."
     )[:10240]
-    sc.DerivationDescription = f"MedKD Desktop {method_name(method)} overlay; research use only"[:1024]
+    sc.DerivationDescription = f"MedKD Desktop {method_label(method)} overlay; research use only"[:1024]
     return write_file(path, lambda tmp: sc.save_as(tmp, enforce_file_format=True))

@@ -14,10 +14,7 @@ from typing import Any
 from ..explain.overlay import OverlayStyle, blend, save_png
 from ..inference.analysis import Analysis
 from ..studies.study import Study
-
-
-def file_stem(method: str) -> str:
-    return method.replace("+", "p")
+from .export_all import file_stem
 
 
 def explain_files(analysis: Analysis, study: Study, roles: tuple[str, ...], out_dir: Path | None,

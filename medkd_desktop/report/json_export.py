@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ def analysis_json(analysis: Analysis, study: Study) -> dict[str, Any]:
     })
 
 
-def export_json(analysis: Analysis, study: Study, path: str | os.PathLike[str]) -> Path:
-    """Write :func:`analysis_json` to *path* (UTF-8, indented); returns the path."""
-    text = json.dumps(analysis_json(analysis, study), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+def export_json(analysis: Analysis, study: Study, path: str | os.PathLike[str], *,
+                extra: Mapping[str, Any] | None = None) -> Path:
+    """Write :func:`analysis_json` to *path* (UTF-8, indented); returns the path.
+
+    *extra* adds top-level keys (``export_analysis`` records the files written and the exports
+    that failed); it cannot replace the analysis' own keys.
+    """
+    data = analysis_json(analysis, study)
+    data.update({k: json_safe(v) for k, v in (extra or {}).items() if k not in data})
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

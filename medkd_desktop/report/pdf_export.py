@@ -13,7 +13,6 @@ heatmaps, teacher | student, the chosen method first, then any other method comp
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,17 +22,34 @@ import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from ..explain import method_label
+from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
 from ..inference.analysis import Analysis, ModelResult
-from ..models.card import INTENDED_USE, ModelCard
+from ..models.card import ModelCard
+from ..models.card_summary import card_summary
 from ..models.registry import ModelPair
 from ..studies.study import Study
-from .common import DISCLAIMER, DISCLAIMER_LONG, fmt, method_name, write_file
+from .common import DISCLAIMER, DISCLAIMER_LONG, fmt, write_file
 from .errors import ReportError
-from .render import OverlayStyle, method_overlays
+from .render import method_overlays, require_method
+from .text_fit import shorten, wrap
 
 A4 = (8.27, 11.69)  # inches, portrait
 RED = "#b00020"
 METHOD_ROWS_PER_PAGE = 3
+LEFT, RIGHT = 0.06, 0.94  # page margins, figure fraction
+#: Text is fitted to 98% of its measured room, for the small differences between renderers.
+FIT = 0.98
+
+
+def _points(width: float) -> float:
+    """A width in figure fraction of an A4 page, in points (what text_fit measures in)."""
+    return width * A4[0] * 72.0 * FIT
+
+
+def _height(points: float) -> float:
+    """A height in points, in figure fraction of an A4 page."""
+    return points / 72.0 / A4[1]
 
 
 def _cards(cards: ModelPair | Sequence[ModelCard] | Mapping[str, ModelCard]) -> tuple[ModelCard, ModelCard]:
@@ -49,27 +65,35 @@ def _cards(cards: ModelPair | Sequence[ModelCard] | Mapping[str, ModelCard]) -> 
 
 def _page(title: str, page: int, pages: int) -> Figure:
     fig = Figure(figsize=A4, dpi=100, facecolor="white")
-    fig.text(0.06, 0.965, title, fontsize=15, fontweight="bold", va="top")
-    fig.text(0.94, 0.965, DISCLAIMER, fontsize=8.5, color=RED, fontweight="bold", va="top", ha="right")
-    fig.text(0.06, 0.025, DISCLAIMER + ". Not a medical device.", fontsize=8.5, color=RED, fontweight="bold")
-    fig.text(0.94, 0.025, f"MedKD Desktop  ·  page {page} of {pages}", fontsize=8, ha="right", color="#555555")
+    fig.text(LEFT, 0.965, title, fontsize=15, fontweight="bold", va="top")
+    fig.text(RIGHT, 0.965, DISCLAIMER, fontsize=8.5, color=RED, fontweight="bold", va="top", ha="right")
+    fig.text(LEFT, 0.025, DISCLAIMER + ". Not a medical device.", fontsize=8.5, color=RED, fontweight="bold")
+    fig.text(RIGHT, 0.025, f"MedKD Desktop  ·  page {page} of {pages}", fontsize=8, ha="right", color="#555555")
     return fig
 
 
 class _Lines:
-    """A column of text lines flowing down a page (y in figure fraction)."""
+    """A column of text lines flowing down a page (x, y and width in figure fraction).
 
-    def __init__(self, fig: Figure, x: float, y: float, width_chars: int = 100, size: float = 9.0) -> None:
-        self.fig, self.x, self.y, self.width, self.size = fig, x, y, width_chars, size
-        self.step = size / 72.0 / A4[1] * 1.45
+    Lines are wrapped to the column's measured width, so no line runs off the page or into
+    another column, whatever a model or class is called.
+    """
+
+    def __init__(self, fig: Figure, x: float, y: float, width: float = RIGHT - LEFT, size: float = 9.0) -> None:
+        self.fig, self.x, self.y, self.width, self.size = fig, x, y, width, size
+        self.step = _height(size * 1.45)
 
     def heading(self, text: str) -> None:
+        size = self.size + 2.5
         self.y -= self.step * 0.6
-        self.fig.text(self.x, self.y, text, fontsize=self.size + 2.5, fontweight="bold", va="top")
-        self.y -= self.step * 1.5
+        for part in wrap(text, _points(self.width), size, "bold"):
+            self.fig.text(self.x, self.y, part, fontsize=size, fontweight="bold", va="top")
+            self.y -= _height(size * 1.3)
+        self.y -= self.step * 0.5
 
     def line(self, text: str, **kw: Any) -> None:
-        for i, part in enumerate(textwrap.wrap(text, self.width, subsequent_indent="    ") or [""]):
+        family = kw.get("family")
+        for part in wrap(text, _points(self.width), self.size, family=family, indent="    "):
             self.fig.text(self.x, self.y, part, fontsize=self.size, va="top", **kw)
             self.y -= self.step
 
@@ -108,7 +132,22 @@ def _study_rows(study: Study, analysis: Analysis, show_identifiers: bool) -> lis
     return rows
 
 
-def _bars(fig: Figure, rect: Sequence[float], res: ModelResult) -> None:
+BAR_TITLE_SIZE = 9.0
+CAPTION_SIZE = 8.5
+HEADING_SIZE = 10.5
+TITLE_PAD = 6.0  # points between an axes and its title (matplotlib's axes.titlepad)
+
+
+def _bar_title(res: ModelResult, width: float) -> str:
+    """The chart title, fitted to *width* (figure fraction): the model's name on at most two
+    lines (the whole name is in the Analysis rows above), then the prediction and latency."""
+    room = _points(width)
+    name = wrap(f"{res.role.capitalize()}: {res.name}", room, BAR_TITLE_SIZE, max_lines=2, indent="  ")
+    last = shorten(f"predicted {res.predicted}  ·  {res.latency_ms:.1f} ms", room, BAR_TITLE_SIZE)
+    return "\n".join([*name, last])
+
+
+def _bars(fig: Figure, rect: Sequence[float], res: ModelResult, title: str) -> None:
     ax = fig.add_axes(rect)
     probs = np.asarray(res.probabilities, dtype=float)
     y = np.arange(len(res.classes))
@@ -121,22 +160,23 @@ def _bars(fig: Figure, rect: Sequence[float], res: ModelResult) -> None:
     ax.set_xticks([0, 0.5, 1.0], ["0", "0.5", "1"], fontsize=7)
     for yi, p in zip(y, probs):
         ax.text(min(p, 1.0) + 0.02, yi, f"{p:.1%}", va="center", fontsize=7.5)
-    ax.set_title(f"{res.role.capitalize()}: {res.name}\npredicted {res.predicted}  ·  {res.latency_ms:.1f} ms",
-                 fontsize=9, loc="left")
+    ax.set_title(title, fontsize=BAR_TITLE_SIZE, loc="left")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
 
 def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifiers: bool) -> None:
-    fig.text(0.06, 0.935, f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')}", fontsize=8.5, color="#555555")
-    fig.text(0.06, 0.905, "\n".join(textwrap.wrap(DISCLAIMER_LONG, 105)), fontsize=8.5, color=RED, va="top",
-             bbox={"boxstyle": "round,pad=0.5", "facecolor": "#fdecee", "edgecolor": RED})
-    col = _Lines(fig, 0.06, 0.855, width_chars=105)
+    fig.text(LEFT, 0.935, f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')}", fontsize=8.5, color="#555555")
+    fig.text(LEFT, 0.905, "\n".join(wrap(DISCLAIMER_LONG, _points(RIGHT - LEFT - 0.02), 8.5)), fontsize=8.5,
+             color=RED, va="top", bbox={"boxstyle": "round,pad=0.5", "facecolor": "#fdecee", "edgecolor": RED})
+    col = _Lines(fig, LEFT, 0.855)
     col.heading("Study")
     col.pairs(_study_rows(study, analysis, show_identifiers))
     col.heading("Analysis")
     col.pairs([
         ("Task", analysis.task),
+        ("Teacher", analysis.teacher.name),
+        ("Student", analysis.student.name),
         ("Explained class", analysis.target or "each model's own prediction"),
         ("Device", analysis.device),
         ("Result", "teacher and student predict the SAME class" if analysis.same_class
@@ -144,14 +184,19 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     ])
     n = max(len(analysis.teacher.classes), len(analysis.student.classes))
     height = min(0.22, 0.035 * n + 0.05)
-    top = col.y - 0.045
-    _bars(fig, [0.17, top - height, 0.30, height], analysis.teacher)
-    _bars(fig, [0.64, top - height, 0.30, height], analysis.student)
+    left, right, gap = (0.17, 0.64), 0.30, 0.02
+    # The teacher's title may run on to just before the student's chart; the student's to the margin.
+    titles = (_bar_title(analysis.teacher, left[1] - gap - left[0]), _bar_title(analysis.student, RIGHT - left[1]))
+    lines = max(t.count("\n") + 1 for t in titles)
+    top = col.y - _height(lines * BAR_TITLE_SIZE * 1.3 + TITLE_PAD + 6)
+    for x, res, title in zip(left, (analysis.teacher, analysis.student), titles):
+        _bars(fig, [x, top - height, right, height], res, title)
     col.y = top - height - 0.03
     col.heading("Heatmap agreement (teacher vs student)")
     if analysis.agreement:
+        pad = max(len(method_label(m)) for m in analysis.agreement)
         for m, a in analysis.agreement.items():
-            col.line(f"{method_name(m):<20} Pearson r {fmt(a.pearson, '+.2f'):>5}   SSIM {fmt(a.ssim, '+.2f'):>5}   "
+            col.line(f"{method_label(m):<{pad}} Pearson r {fmt(a.pearson, '+.2f'):>5}   SSIM {fmt(a.ssim, '+.2f'):>5}   "
                      f"top-20% IoU {fmt(a.iou_top20):>4}", family="monospace")
     else:
         col.line("No heatmaps were computed.")
@@ -164,7 +209,7 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     for res in (analysis.teacher, analysis.student):
         if res.explain_seconds:
             col.line(f"{res.role.capitalize()} explanations: " + ", ".join(
-                f"{method_name(m)} {s * 1000:.0f} ms" for m, s in res.explain_seconds.items()))
+                f"{method_label(m)} {s * 1000:.0f} ms" for m, s in res.explain_seconds.items()))
     warnings = list(dict.fromkeys([*study.warnings, *analysis.warnings]))
     if warnings:
         col.heading("Warnings")
@@ -177,71 +222,65 @@ def _heatmap_pages(analysis: Analysis, method: str) -> list[list[str]]:
     return [methods[i:i + METHOD_ROWS_PER_PAGE] for i in range(0, len(methods), METHOD_ROWS_PER_PAGE)]
 
 
-def _heatmap_page(fig: Figure, analysis: Analysis, methods: list[str], style: OverlayStyle | None) -> None:
+def _caption(res: ModelResult, width: float) -> str:
+    """A heatmap's caption in two lines, each fitted to its panel's *width* (figure fraction);
+    a long model name is shortened here and given whole on the summary page and its card page."""
+    p = float(res.probabilities[res.predicted_index])
+    room = _points(width)
+    return "\n".join((shorten(f"{res.role.capitalize()}: {res.name}", room, CAPTION_SIZE),
+                      shorten(f"{res.predicted} ({p:.1%})", room, CAPTION_SIZE)))
+
+
+def _heatmap_page(fig: Figure, analysis: Analysis, methods: list[str], style: OverlayStyle) -> None:
     rows = len(methods)
     band = 0.86 / METHOD_ROWS_PER_PAGE if rows > 1 else 0.8
     top = 0.92
+    width, gap = 0.43, 0.02
+    # Above each pair of images: the method's heading, then the two-line captions over the panels.
+    above = _height(HEADING_SIZE * 1.4 + 2 * CAPTION_SIZE * 1.3 + TITLE_PAD + 2)
     for r, m in enumerate(methods):
         teacher, student = method_overlays(analysis, m, style)
         a = analysis.agreement.get(m)
-        fig.text(0.06, top - r * band, f"{method_name(m)}" + (
-            f"  —  r {fmt(a.pearson)}, SSIM {fmt(a.ssim)}, top-20% IoU {fmt(a.iou_top20)}" if a else ""),
-            fontsize=10.5, fontweight="bold", va="top")
+        y = top - r * band
+        heading = method_label(m) + (
+            f"  —  r {fmt(a.pearson)}, SSIM {fmt(a.ssim)}, top-20% IoU {fmt(a.iou_top20)}" if a else "")
+        fig.text(LEFT, y, shorten(heading, _points(RIGHT - LEFT), HEADING_SIZE, "bold"),
+                 fontsize=HEADING_SIZE, fontweight="bold", va="top")
+        bottom = y - band + 0.01
         for i, (res, img) in enumerate(((analysis.teacher, teacher), (analysis.student, student))):
-            ax = fig.add_axes([0.06 + i * 0.45, top - (r + 1) * band + 0.01, 0.43, band - 0.06])
+            ax = fig.add_axes([LEFT + i * (width + gap), bottom, width, y - above - bottom])
             ax.imshow(img, interpolation="antialiased")
             ax.set_axis_off()
-            p = float(res.probabilities[res.predicted_index])
-            ax.set_title(f"{res.role.capitalize()}: {res.name}\n{res.predicted} ({p:.1%})", fontsize=8.5)
+            ax.set_title(_caption(res, width), fontsize=CAPTION_SIZE)
 
 
 def _card_block(col: _Lines, card: ModelCard) -> None:
-    col.heading(f"{card.role.capitalize()}: {card.name or card.id}")
-    m = card.metrics or {}
-    ci = m.get("ci", {})
-
-    def metric(key: str, label: str) -> str:
-        value = m.get(key)
-        if value is None:
-            return f"{label} n/a"
-        text = f"{label} {value:.3f}"
-        if key in ci:
-            text += f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"
-        return text
-
-    col.pairs([
-        ("Model", f"{card.id}  ·  {card.architecture}"),
-        ("Size", (f"{card.parameters / 1e6:.2f} M parameters" if card.parameters else "parameters n/a")
-         + (f", {card.flops / 1e9:.2f} GFLOPs" if card.flops else "")
-         + (f", CPU latency {card.cpu_latency_ms:.1f} ms (batch 1)" if card.cpu_latency_ms else "")),
-        ("Input", f"{card.input.size} px, {card.input.channels} channel(s), crop {card.input.crop}"
-         + (f", {card.input.fmri_map} map glass brain" if card.input.fmri_map else "")),
-        ("Classes", ", ".join(card.classes)),
-        ("Test metrics" + (f" (n = {m['n']})" if "n" in m else ""),
-         ", ".join([metric("accuracy", "accuracy"), metric("macro_f1", "macro-F1"), metric("auc", "AUC")])
-         + ("  (95% bootstrap CI)" if ci else "")),
-    ])
-    training = card.training or {}
-    if training:
-        parts = [f"{k} {training[k]}" for k in ("method", "epochs", "teacher") if training.get(k)]
-        col.line("Training: " + (", ".join(parts) or "see the card"))
-    if card.provenance:
-        col.line(f"Data: {card.provenance}")
-    if card.license:
-        col.line(f"Licence: {card.license}")
-    if card.caveats:
-        col.line("Caveats:")
-        for c in card.caveats:
-            col.line(f"  • {c}")
-    col.line(f"Intended use: {card.intended_use or INTENDED_USE}", style="italic")
+    """The card as the window's card dialog shows it (models.card_summary decides what is shown)."""
+    summary = card_summary(card)
+    col.heading(f"{card.role.capitalize()}: {summary.title}")
+    caveats_started = False
+    for label, value in summary.pairs():
+        if label == "Model":
+            continue  # the heading
+        if label == "Caveat":
+            if not caveats_started:
+                col.line("Caveats:")
+                caveats_started = True
+            col.line(f"  • {value}")
+        elif label == "Intended use":
+            col.line(f"Intended use: {value}", style="italic")
+        elif label == "Near chance":
+            col.line(f"Near chance: {value}", color=RED)
+        else:
+            col.line(f"{label}: {value}", color="#555555" if label == "Card" else None)
     col.gap()
 
 
 def report_figures(analysis: Analysis, study: Study, cards: ModelPair | Sequence[ModelCard] | Mapping[str, ModelCard],
-                   method: str, show_identifiers: bool = False, style: OverlayStyle | None = None) -> list[Figure]:
+                   method: str, show_identifiers: bool = False, style: OverlayStyle = DEFAULT_STYLE) -> list[Figure]:
     """The report's pages as bare figures (the PDF saves them; tests and previews can rasterise them)."""
     teacher_card, student_card = _cards(cards)
-    method_overlays(analysis, method, style)  # fail early on a missing method, before a file exists
+    require_method(analysis, method)  # fail early, before a file exists
     groups = _heatmap_pages(analysis, method)
     pages = 3 + len(groups)  # summary, heatmaps, one page per model card
     fig = _page("MedKD Desktop — analysis report", 1, pages)
@@ -253,14 +292,14 @@ def report_figures(analysis: Analysis, study: Study, cards: ModelPair | Sequence
         figures.append(fig)
     for i, card in enumerate((teacher_card, student_card)):
         fig = _page("Model card", pages - 1 + i, pages)
-        _card_block(_Lines(fig, 0.06, 0.93, width_chars=100), card)
+        _card_block(_Lines(fig, LEFT, 0.93), card)
         figures.append(fig)
     return figures
 
 
 def export_pdf(analysis: Analysis, study: Study, cards: ModelPair | Sequence[ModelCard] | Mapping[str, ModelCard],
                path: str | os.PathLike[str], method: str, show_identifiers: bool = False, *,
-               style: OverlayStyle | None = None) -> Path:
+               style: OverlayStyle = DEFAULT_STYLE) -> Path:
     """Write the multi-page report; *method* is the heatmap shown first. Returns the path."""
     figures = report_figures(analysis, study, cards, method, show_identifiers, style)
 

@@ -14,10 +14,13 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..explain import method_label
+from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
 from ..inference.analysis import Analysis, ModelResult
 from ..studies.study import Study
-from .common import DISCLAIMER, fmt, method_name, write_file
-from .render import OverlayStyle, GAP, side_by_side
+from .common import DISCLAIMER, fmt, write_file
+from .render import GAP, side_by_side
+from .text_fit import shorten
 
 DPI = 100
 PAD = 12
@@ -44,7 +47,7 @@ def _title(res: ModelResult, target: str | None) -> tuple[str, str]:
     return line1, line2
 
 
-def render_png_figure(analysis: Analysis, method: str, style: OverlayStyle | None = None) -> Figure:
+def render_png_figure(analysis: Analysis, method: str, style: OverlayStyle = DEFAULT_STYLE) -> Figure:
     """The figure :func:`export_png` saves (also used by the PDF's heatmap page)."""
     composite = side_by_side(analysis, method, style)
     ph, total_w = composite.shape[:2]
@@ -53,25 +56,28 @@ def render_png_figure(analysis: Analysis, method: str, style: OverlayStyle | Non
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
     fig.figimage(composite, xo=PAD, yo=FOOTER, origin="upper")
+    room = pw * 72.0 / DPI * 0.98  # a title may not run past its panel into the other's
     for i, res in enumerate((analysis.teacher, analysis.student)):
         x = (PAD + i * (pw + GAP)) / width
         line1, line2 = _title(res, analysis.target)
-        fig.text(x, 1 - 10 / height, line1, ha="left", va="top", fontsize=11, fontweight="bold", clip_on=True)
-        fig.text(x, 1 - 34 / height, line2, ha="left", va="top", fontsize=9.5)
+        fig.text(x, 1 - 10 / height, shorten(line1, room, 11, "bold"), ha="left", va="top", fontsize=11,
+                 fontweight="bold")
+        fig.text(x, 1 - 34 / height, shorten(line2, room, 9.5), ha="left", va="top", fontsize=9.5)
     agreement = analysis.agreement.get(method)
     badge = "same class" if analysis.same_class else "DIFFERENT classes"
-    line = f"{method_name(method)}  ·  {analysis.task}  ·  {badge}"
+    line = f"{method_label(method)}  ·  {analysis.task}  ·  {badge}"
     if agreement is not None:
         line += (f"  ·  agreement r = {fmt(agreement.pearson)}, SSIM = {fmt(agreement.ssim)}, "
                  f"top-20% IoU = {fmt(agreement.iou_top20)}")
-    fig.text(PAD / width, (FOOTER - 8) / height, line, ha="left", va="top", fontsize=9)
+    fig.text(PAD / width, (FOOTER - 8) / height, shorten(line, total_w * 72.0 / DPI * 0.98, 9), ha="left", va="top",
+             fontsize=9)
     fig.text(PAD / width, 14 / height, DISCLAIMER, ha="left", va="center", fontsize=9, color="#b00020",
              fontweight="bold")
     return fig
 
 
 def export_png(analysis: Analysis, study: Study, path: str | os.PathLike[str], method: str, *,
-               style: OverlayStyle | None = None) -> Path:
+               style: OverlayStyle = DEFAULT_STYLE) -> Path:
     """Write the teacher | student overlays of *method* with titles, probabilities and agreement.
 
     *study* is accepted for symmetry with the other exports; nothing identifying is drawn.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from ..explain.overlay import OverlayStyle, canonical_colormap
+from ..explain.overlay import DEFAULT_COLORMAP, DEFAULT_OPACITY, canonical_colormap
 from ..inference.view_state import DEFAULT_METHOD
 
 ORGANIZATION = "MedKD"
@@ -60,9 +60,9 @@ class Settings:
     @property
     def colormap(self) -> str:
         try:  # an older version saved "CET-L3" for the heat map: its alias still reads
-            return canonical_colormap(str(self._q.value("overlay/colormap", OverlayStyle.colormap)))
+            return canonical_colormap(str(self._q.value("overlay/colormap", DEFAULT_COLORMAP)))
         except ValueError:
-            return OverlayStyle.colormap
+            return DEFAULT_COLORMAP
 
     @colormap.setter
     def colormap(self, value: str) -> None:
@@ -71,9 +71,9 @@ class Settings:
     @property
     def opacity(self) -> float:
         try:
-            value = float(self._q.value("overlay/opacity", OverlayStyle.opacity))
+            value = float(self._q.value("overlay/opacity", DEFAULT_OPACITY))
         except (TypeError, ValueError):
-            return OverlayStyle.opacity
+            return DEFAULT_OPACITY
         return min(max(value, 0.0), 1.0)
 
     @opacity.setter

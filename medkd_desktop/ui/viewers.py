@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..explain.overlay import overlay_lut
+from ..explain.overlay import colormap_color, overlay_lut
 from ..inference.view_state import ViewState
 from ..models.geometry import PlacedMap, fit
 from ..studies.study import DisplayWindow, Study, auto_window
@@ -265,7 +265,7 @@ class ImageViewer(QWidget):
         self._contour_mode = contour
         self.overlay_item.setVisible(visible and not contour)
         self.contour_item.setVisible(visible and contour)
-        color = QColor(*(int(c) for c in overlay_lut(colormap, 0.0)[round(0.85 * 255), :3]))
+        color = QColor(*colormap_color(colormap, 0.85))
         self.contour_item.setPen(pg.mkPen(color, width=2, cosmetic=True))
         self.contour_item.setLevel(threshold if threshold > 0 else 0.5)
         self._update_contour_data()
