@@ -251,10 +251,10 @@ def _overlay_style(args: argparse.Namespace) -> Any:
     return style
 
 
-def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -> tuple[Any, Any, Any]:
+def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -> tuple[Any, Any, Any, Path]:
     """The window's path, headless: a review session proposes the pair, the engine analyses the frame.
 
-    Returns (analysis, study, pair). Bad input exits 2; an engine failure that is not the input's
+    Returns (analysis, study, pair, the --out folder, made once the study has opened). Bad input exits 2; an engine failure that is not the input's
     fault exits 1, still with one readable line.
     """
     from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError
@@ -272,6 +272,7 @@ def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -
         raise UserError(proposal.note or "no task could be chosen; pass --task")
     for message in proposal.messages:
         print(f"warning: {message}", file=sys.stderr)
+    out_dir = _out_dir(args.out)
     session.volume, session.target = volume, args.target
     if slice_ is not None:
         session.slice = slice_
@@ -287,15 +288,14 @@ def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     session.analysis = analysis
-    return analysis, study, session.pair
+    return analysis, study, session.pair, out_dir
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .report import analysis_json, export_analysis
 
     style = _overlay_style(args)
-    out_dir = _out_dir(args.out)
-    analysis, study, pair = _analyse(args, [args.method])
+    analysis, study, pair, out_dir = _analyse(args, [args.method])
     written = export_analysis(analysis, study, pair, out_dir, args.method, style=style, pdf=not args.no_pdf,
                               show_identifiers=args.show_identifiers)
     if args.json:
@@ -326,9 +326,8 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         raise UserError(f"Unknown explanation method {', '.join(unknown) or args.method!r}; choose from: "
                         f"{', '.join(list_methods())} (or 'all').")
     style = _overlay_style(args)
-    out_dir = _out_dir(args.out)
     args.target = _class_name(args)
-    analysis, study, _ = _analyse(args, names, skip_inapplicable=True, faithfulness=args.faithfulness)
+    analysis, study, _, out_dir = _analyse(args, names, skip_inapplicable=True, faithfulness=args.faithfulness)
     roles = ("teacher", "student") if args.model == "both" else (args.model,)
     summary = jsonable(explain_files(analysis, study, roles, out_dir, style))
     json_path = out_dir / "explain.json"

@@ -7,15 +7,31 @@ export looks like the screen; ``OverlayStyle`` is re-exported here because every
 """
 from __future__ import annotations
 
-from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
-from .common import DISCLAIMER, DISCLAIMER_LONG
-from .dicom_export import export_dicom_sc
-from .errors import NotDicomError, ReportError
-from .export_all import ExportResult, export_analysis
-from .json_export import analysis_json, export_json
-from .pdf_export import export_pdf, report_figures
-from .png_export import export_png, png_size
-from .render import overlay_rgb, panel_shape, side_by_side
+from importlib import import_module
+from typing import Any
+
+#: Public names and the submodule each lives in, loaded on first use (PEP 562): the window
+#: imports the disclaimer while it starts, and must not wait for the exporters (matplotlib's
+#: PDF backend, highdicom, the explainers' labels and so torch).
+_EXPORTS = {
+    "DEFAULT_STYLE": "..explain.overlay", "OverlayStyle": "..explain.overlay",
+    "DISCLAIMER": ".common", "DISCLAIMER_LONG": ".common",
+    "export_dicom_sc": ".dicom_export",
+    "NotDicomError": ".errors", "ReportError": ".errors",
+    "ExportResult": ".export_all", "export_analysis": ".export_all",
+    "analysis_json": ".json_export", "export_json": ".json_export",
+    "export_pdf": ".pdf_export", "report_figures": ".pdf_export",
+    "export_png": ".png_export", "png_size": ".png_export",
+    "overlay_rgb": ".render", "panel_shape": ".render", "side_by_side": ".render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module, __name__), name)
+
 
 __all__ = [
     "DEFAULT_STYLE",

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..inference.session import ReviewSession
-from ..inference.view_state import STRIP_METHOD
+from ..inference.view_state import DEFAULT_METHOD, STRIP_METHOD
 from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
 from .controls import OverlayControls
@@ -292,7 +292,10 @@ class MainWindow(QMainWindow):
     def _on_engine_ready(self, engine: Any, registry: Any) -> None:
         self.state.set_registry(registry)
         if self.worker.methods:
-            self.controls.set_methods([m for m in self.worker.methods if m != STRIP_METHOD])
+            offered = [m for m in self.worker.methods if m != STRIP_METHOD]
+            if self.state.method not in offered:  # a setting from another version, or a removed method
+                self.state.method = DEFAULT_METHOD
+            self.controls.set_methods(offered)
         device = getattr(engine, "device", "cpu")
         self._status(f"Ready · models run on {device}. Open a study (Ctrl+O) or drop a file on the window.")
         self.engine_ready.emit()

@@ -12,7 +12,6 @@ import html
 import math
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..explain.overlay import colormap_table, lut_index
 from ..inference.view_state import ViewState
 
 TEACHER_COLOR = QColor(76, 155, 232)
@@ -181,9 +181,7 @@ class PredictionsPanel(QWidget):
 
 def heat_pixmap(data: np.ndarray, colormap: str, size: int) -> QPixmap:
     """A colour-mapped thumbnail of a [0, 1] map, aspect kept, longest side *size* pixels."""
-    lut = pg.colormap.get(colormap).getLookupTable(0.0, 1.0, 256, alpha=False)
-    idx = np.clip(np.nan_to_num(np.asarray(data, dtype=np.float32)) * 255.0, 0, 255).astype(np.uint8)
-    rgb = np.ascontiguousarray(lut[idx][..., :3])
+    rgb = np.ascontiguousarray(colormap_table(colormap)[lut_index(data)][..., :3])
     h, w = rgb.shape[:2]
     img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
     return QPixmap.fromImage(img).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,

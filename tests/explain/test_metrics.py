@@ -70,9 +70,12 @@ def test_map_agreement_compares_the_region_both_models_saw_on_one_grid():
     square, stretch = InputSpec(size=16, crop="center_square"), InputSpec(size=16, crop="stretch")
     on_square = PlacedMap(m, input_box(frame, square), frame)
     assert map_agreement(on_square, on_square)["pearson"] == pytest.approx(1.0)
-    # Same input-grid maps, different crops of a wide frame: they cover different regions.
+    # The same array on different crops of a wide frame is a different picture: the left half of
+    # the centre square vs the left half of the whole frame. Over the square (where both models
+    # looked) both are hot on its left half, so they agree there; mirrored, they do not.
     on_whole = PlacedMap(m, input_box(frame, stretch), frame)
-    assert map_agreement(on_square, on_whole)["iou_top20"] < 0.5
+    assert map_agreement(on_square, on_whole)["iou_top20"] > 0.8
+    assert map_agreement(on_square, PlacedMap(m[:, ::-1].copy(), on_whole.box, frame))["iou_top20"] < 0.2
     # The grid: the common region (the square) at the finer map's resolution there.
     region, shape = agreement_grid(on_square, on_whole)
     assert region.as_tuple() == (0, 50, 100, 150) and shape == (16, 16)

@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 from model_factory import write_random_model  # noqa: E402
+from ui_driver import engine_factory  # noqa: E402
 
 from medkd_desktop.models.preprocess import InputSpec  # noqa: E402
 
@@ -51,19 +52,6 @@ def model_root(tmp_path_factory) -> Path:
     for task in TASKS:
         write_pair(root, task)
     return root
-
-
-def engine_factory(model_root: Path):
-    """The real engine and registry, over *model_root* only (never the user's installed models)."""
-
-    def factory(_device):
-        from medkd_desktop.inference.engine import Engine
-        from medkd_desktop.models.registry import ModelRegistry
-
-        registry = ModelRegistry([model_root])
-        return Engine(registry=registry, device="cpu"), registry
-
-    return factory
 
 
 @pytest.fixture

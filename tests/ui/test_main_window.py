@@ -332,3 +332,27 @@ def test_the_window_and_the_cli_make_the_same_proposal(qtbot, window, model_root
     assert capsys.readouterr().err.strip() == f"error: {note}"
     with qtbot.waitSignal(window.analysis_applied, timeout=60_000):  # the user's pick then analyses it
         window.set_task("cxr-covid")
+
+
+def test_the_reports_overlay_is_the_windows_overlay_pixel_for_pixel(qtbot, window):
+    """One renderer: what the viewer paints and what the PDF / PNG / DICOM exports draw agree."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QImage, QPainter
+
+    from medkd_desktop.report.render import overlay_rgb
+
+    analysis = open_and_wait(qtbot, window, HISTO)  # 224 x 224 RGB: drawn 1:1, no resampling on either side
+    window.state.colormap, window.state.opacity, window.state.threshold = "heat", 0.7, 0.2
+    viewer = window.viewers.teacher
+    h, w = viewer.image.shape[:2]
+    shot = QImage(w, h, QImage.Format.Format_RGB32)
+    painter = QPainter(shot)
+    viewer.view.scene().render(painter, QRectF(0, 0, w, h),
+                               viewer.image_item.mapRectToScene(viewer.image_item.boundingRect()))
+    painter.end()
+    screen = np.frombuffer(shot.constBits(), np.uint8).reshape(h, shot.bytesPerLine() // 4, 4)[:, :w, 2::-1]
+    report = overlay_rgb(analysis.image, analysis.teacher.heatmaps[window.state.method], window.state.overlay_style)
+    diff = np.abs(screen.astype(int) - report.astype(int))
+    assert diff.max() <= 2, f"{(diff > 2).mean():.1%} of pixels differ by up to {diff.max()}"
+    heat = analysis.teacher.heatmaps[window.state.method].on_grid()
+    assert (heat < 0.2).any() and (heat > 0.5).any()  # the comparison covers hidden and drawn heat

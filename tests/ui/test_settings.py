@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from testdata import SAMPLES
-from ui_driver import open_and_wait
+from ui_driver import engine_factory, open_and_wait
 
 from medkd_desktop.ui.settings import MAX_RECENT, Settings
 
@@ -29,8 +29,24 @@ def test_recent_files_are_most_recent_first_without_duplicates_and_bounded(tmp_p
     assert len(recent) == MAX_RECENT and recent[0].endswith("f5.dcm") and len(set(recent)) == len(recent)
 
 
-def test_invalid_stored_values_fall_back_to_defaults(tmp_path):
+def test_invalid_stored_values_fall_back_to_defaults(qtbot, model_root, tmp_path):
     path = tmp_path / "s.ini"
     path.write_text("[General]\ndevice=tpu\n[overlay]\nopacity=lots\ncolormap=nope\nmethod=magic\n")
     s = Settings(path)
-    assert (s.device, s.opacity, s.colormap, s.method) == ("auto", 0.45, "inferno", "gradcam")
+    assert (s.device, s.opacity, s.colormap) == ("auto", 0.45, "inferno")
+    # The method is checked against the engine's explainers once it has started (they import torch).
+    from medkd_desktop.ui.main_window import MainWindow
+    from medkd_desktop.ui.worker import Worker
+
+    window = MainWindow(settings=s, worker=Worker(engine_factory=engine_factory(model_root)))
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.engine_ready, timeout=120_000):
+        window.show()
+    assert window.state.method == "gradcam" and window.controls.method_combo.currentData() == "gradcam"
+    window.worker.shutdown(10_000)
+
+
+def test_a_colour_map_saved_by_an_older_version_still_reads(tmp_path):
+    path = tmp_path / "s.ini"
+    path.write_text("[overlay]\ncolormap=CET-L3\n")
+    assert Settings(path).colormap == "heat"
