@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
@@ -148,7 +147,7 @@ def main() -> int:
             split = CachedSplit(read_manifest(manifest, card.input, "test"), card.classes, card.input, default_cache_dir())
             model = load_model(card)
             probs[role] = predict_proba(model, split.x, card.input, torch.device("cpu"))
-            y, samples = split.y.numpy(), split.samples
+            y = split.y.numpy()
             acc = float((probs[role].argmax(1) == y).mean())
             if abs(acc - card.metrics["accuracy"]) > 1e-9:
                 mismatches.append(f"{card.id}: card {card.metrics['accuracy']:.4f} vs re-measured {acc:.4f}")

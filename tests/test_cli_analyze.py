@@ -6,14 +6,10 @@ import os
 
 import pydicom
 import pytest
-import torch
 from testdata import SAMPLES, run_medkd
 from model_factory import write_random_model
 
-from medkd_desktop.models.architectures import create_arch
-from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec
-from medkd_desktop.models.weights import save_weights
 
 TASKS = {"cxr-covid": ["covid", "pneumonia", "normal"],
          "brain-tumor-mri": ["glioma", "meningioma", "notumor", "pituitary"],

@@ -19,10 +19,7 @@ from model_factory import write_random_model
 from PIL import Image
 
 from medkd_desktop.cli import main
-from medkd_desktop.models.architectures import create_arch
-from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec
-from medkd_desktop.models.weights import save_weights
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 TASK = "demo-mri"  # not a bundled task, so trained models on disk never interfere

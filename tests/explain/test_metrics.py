@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medkd_desktop.explain import Heatmap, agreement, deletion_auc, explain, insertion_auc, iou_topk, pearson, road, ssim
+from medkd_desktop.explain import agreement, deletion_auc, explain, insertion_auc, iou_topk, pearson, road, ssim
 from medkd_desktop.explain.metrics import agreement_grid, map_agreement, perturbation_curve, top_region
 from medkd_desktop.models.geometry import PlacedMap, input_box
 from medkd_desktop.models.preprocess import InputSpec

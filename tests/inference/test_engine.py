@@ -22,11 +22,8 @@ from medkd_desktop.inference.engine import (
     IncompatibleStudyError,
     ModelUnavailableError,
 )
-from medkd_desktop.models.architectures import create_arch
-from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec, preprocess
 from medkd_desktop.models.registry import ModelRegistry
-from medkd_desktop.models.weights import save_weights
 from medkd_desktop.studies import StudyKind, open_study
 
 torch.set_num_threads(1)

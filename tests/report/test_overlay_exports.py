@@ -14,7 +14,7 @@ from PIL import Image
 from medkd_desktop.explain.overlay import COLORMAPS, OverlayStyle, blend
 from medkd_desktop.models.geometry import Box, PlacedMap
 from medkd_desktop.report import export_dicom_sc, export_pdf, export_png, overlay_rgb, side_by_side
-from medkd_desktop.report.png_export import FOOTER, HEADER, PAD
+from medkd_desktop.report.png_export import HEADER, PAD
 from medkd_desktop.report.render import method_overlays
 
 METHOD = "gradcam++"  # as in conftest.py
