@@ -137,7 +137,7 @@ def main() -> int:
     details: list[str] = []
     mismatches = []
     for task in registry.tasks():
-        probs, y, samples = {}, None, None
+        probs, y = {}, None
         for role in ("teacher", "baseline", "student"):
             try:
                 card = registry.card(task, role)
