@@ -279,21 +279,19 @@ class LayerStrip(QWidget):
 
 
 def card_html(card) -> str:
-    """A model card as readable HTML: what it is, how good, on what data, and what it is not for."""
+    """A model card as readable HTML: ``models.card_summary``'s rows (what the PDF shows too), then
+    the per-class figures, which only the dialog has room for."""
+    from ..models.card_summary import card_summary
+
     e = html.escape
-    rows = []
-    m = card.metrics or {}
-    for key in ("accuracy", "macro_f1", "auc", "balanced_accuracy", "sensitivity", "specificity"):
-        if isinstance(m.get(key), (int, float)):
-            rows.append(f"<tr><td>{e(key.replace('_', ' '))}</td><td><b>{m[key]:.3f}</b></td></tr>")
-    ci = m.get("ci") or {}
-    for key, val in ci.items():
-        if isinstance(val, (list, tuple)) and len(val) == 2:
-            rows.append(f"<tr><td>{e(key.replace('_', ' '))} 95 % CI</td><td>{val[0]:.3f} – {val[1]:.3f}</td></tr>")
-    if "n" in m:
-        rows.append(f"<tr><td>test images</td><td>{e(str(m['n']))}</td></tr>")
-    metrics = "<table cellspacing=4>" + "".join(rows) + "</table>" if rows else "<p><i>No test metrics recorded.</i></p>"
-    per_class = m.get("per_class") or {}
+    summary = card_summary(card)
+    caveat_rows = [(label, value) for label, value in summary.pairs() if label != "Caveat"]
+    cut = next((i for i, (label, _) in enumerate(caveat_rows) if label in ("Training", "Data")), len(caveat_rows))
+    table = lambda rows: "<table cellspacing=4>" + "".join(  # noqa: E731
+        f"<tr><td valign=top><b>{e(k)}</b></td><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
+    caveats = "".join(f"<li>{e(c)}</li>" for c in summary.caveats) or "<li><i>None recorded.</i></li>"
+    per_class = (card.metrics or {}).get("per_class") or {}
+    classes = ""
     if per_class:
         head = "<tr><th align=left>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>"
         body = "".join(
@@ -301,31 +299,9 @@ def card_html(card) -> str:
             f"<td align=right>{v.get('recall', float('nan')):.3f}</td><td align=right>{v.get('f1', float('nan')):.3f}</td>"
             f"<td align=right>{e(str(v.get('support', '')))}</td></tr>"
             for c, v in per_class.items() if isinstance(v, dict))
-        metrics += f"<table cellspacing=4>{head}{body}</table>"
-    size = []
-    if card.parameters:
-        size.append(f"{card.parameters / 1e6:.2f} M parameters")
-    if card.flops:
-        size.append(f"{card.flops / 1e9:.2f} GFLOPs")
-    if card.cpu_latency_ms:
-        size.append(f"{card.cpu_latency_ms:.1f} ms on CPU (batch 1)")
-    training = card.training or {}
-    tr = ", ".join(f"{e(str(k))}: {e(str(v))}" for k, v in training.items()
-                   if k in ("method", "loss", "epochs", "seed", "teacher", "data") and v not in (None, ""))
-    caveats = "".join(f"<li>{e(c)}</li>" for c in card.caveats) or "<li><i>None recorded.</i></li>"
-    return (
-        f"<h2>{e(card.name or card.id)}</h2>"
-        f"<p><b>{e(card.role.capitalize())}</b> for task <b>{e(card.task)}</b> · architecture {e(card.architecture)}"
-        f"{' · ' + e(', '.join(size)) if size else ''}</p>"
-        f"<p><b>Classes:</b> {e(', '.join(card.classes))}</p>"
-        f"<h3>Intended use</h3><p>{e(card.intended_use)}</p>"
-        f"<h3>Test-set metrics</h3>{metrics}"
-        f"<h3>Caveats</h3><ul>{caveats}</ul>"
-        + (f"<h3>Training</h3><p>{tr}</p>" if tr else "")
-        + (f"<h3>Provenance</h3><p>{e(card.provenance)}</p>" if card.provenance else "")
-        + (f"<p><b>Licence:</b> {e(card.license)}</p>" if card.license else "")
-        + f"<p style='color:gray'>Card {e(card.id)} · weights sha256 {e(card.sha256[:16])}…</p>"
-    )
+        classes = f"<h3>Per class (test)</h3><table cellspacing=4>{head}{body}</table>"
+    return (f"<h2>{e(summary.title)}</h2>{table(caveat_rows[:cut])}<h3>Caveats</h3><ul>{caveats}</ul>"
+            f"{table(caveat_rows[cut:])}{classes}")
 
 
 class ModelCardDialog(QDialog):

@@ -311,7 +311,7 @@ def test_model_card_viewer_shows_metrics_caveats_and_intended_use(qtbot, window)
     dialog = ModelCardDialog([window.state.pair.teacher, window.state.pair.student], window)
     qtbot.addWidget(dialog)
     teacher_text = dialog.browsers[0].toPlainText()
-    assert "0.500" in teacher_text  # the card's test accuracy
+    assert "Test accuracy" in teacher_text and "0.500" in teacher_text  # the card's figure, as the PDF shows it
     assert "Random weights: for tests only." in teacher_text  # its caveat
     assert "Research use only" in teacher_text  # intended use
     assert "test acc." in window.pair_label.text() and "50.0 %" in window.pair_label.text()
