@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from ..paths import REPO_DIR
+from ..paths import BUNDLED_MODELS_DIR
 from .card import ModelCard
 from .weights import ModelLoadError, load_verified_state
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = REPO_DIR / "trained_models"
+BUNDLED_DIR = BUNDLED_MODELS_DIR
 
 #: Which task a study's modality hint suggests (the user can always override).
 TASK_BY_MODALITY = {
