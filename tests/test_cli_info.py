@@ -61,3 +61,19 @@ def test_truncated_dicom_gives_one_line_without_the_path(tmp_path):
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
     assert "Doe" not in out.stderr
+
+
+def test_a_file_only_the_gdcm_fallback_decodes_shows_one_warning_and_no_decoder_noise():
+    """12-bit JPEG Extended: pydicom's decoders each log a traceback and GDCM prints its failed
+    attempts from C before it succeeds. The user sees the summary and one warning; the noise
+    belongs in the debug log (``-vv``)."""
+    path = shared_path("dicom/misc/single/pydicom_JPEG-lossy.dcm")
+    out = run("info", path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    warnings = [line for line in out.stdout.splitlines() if line.strip().startswith("warning:")]
+    assert len(warnings) == 1 and "GDCM" in warnings[0]
+    verbose = run("-vv", "info", path)
+    assert verbose.returncode == 0
+    assert "Traceback" not in verbose.stderr and "ERROR" not in verbose.stderr
+    assert "DEBUG medkd_desktop.studies.dicom_tags: GDCM printed: Unsupported JPEG data precision 12" in verbose.stderr

@@ -41,7 +41,7 @@ class TrainConfig:
     precision: str = "bf16"  # bf16 | fp32 (autocast on CPU and CUDA)
     channels_last: bool = True
     select: str = "macro_f1"  # validation metric that picks the epoch kept
-    out_dir: str = ""  # where weights + card go (default trained_models/<task>)
+    out_dir: str = ""  # where weights + card go (default trained_models/<task>; see trainer.default_out_dir)
     file_stem: str = ""  # default: the role
     provenance: str = ""
     caveats: list[str] = field(default_factory=list)

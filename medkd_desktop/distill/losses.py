@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..explain.dfs_masks import DFSExMasks, Stats, dfs_ex_masks
 from ..models.outputs import ModelOutput
-from .dfs_ex import DFSExMasks, Stats, dfs_ex_masks, saliency_mask
 
 __all__ = [
     "DistillLoss",
@@ -45,9 +45,6 @@ __all__ = [
     "soft_kl",
     "focal_bce",
     "sigmoid_mse",
-    "dfs_ex_masks",
-    "saliency_mask",
-    "DFSExMasks",
     "CrossEntropyLoss",
     "FocalBCELoss",
     "HintonKDLoss",
@@ -361,13 +358,13 @@ class DFKDLoss(DistillLoss):
 
     * **Soft masks.** Eq. 2's threshold has zero gradient almost everywhere, so the loss uses
       ``sigmoid(z / mask_temperature)`` with z the margin over the paper's own threshold
-      ``mu + kappa * sigma`` measured in units of sigma (``dfs_ex.saliency_margin``). As
+      ``mu + kappa * sigma`` measured in units of sigma (``explain.dfs_masks.saliency_margin``). As
       ``mask_temperature -> 0`` it is Eq. 2. 0.5 sigma gives a pixel 2 sigma from the threshold
       a mask of 0.98 and still some gradient; the explainer draws the hard mask from the same
       function.
     * **kappa = 1, eta = 0.5**: 003 gives no values (kappa "adjusted based on architecture",
       eta "balances" the two). eta = 0.5 weighs texture and shape equally. ``stats`` selects
-      where mu and sigma come from (see ``dfs_ex.Stats``); the default is the paper's.
+      where mu and sigma come from (see ``explain.dfs_masks.Stats``); the default is the paper's.
     * **Mask size.** 003 does not say how masks of different resolutions are combined; both
       models' masks are resized to ``mask_size`` (default: the larger of the two texture
       layers' resolutions), so teacher and student may differ in channels and resolution.

@@ -24,9 +24,9 @@ import torch
 
 from ..models.card import ModelCard, TaskInfo
 from ..models.preprocess import normalize
-from ..models.registry import ModelRegistry, load_model
+from ..models.registry import ModelRegistry, load_model, user_models_dir
 from ..models.weights import ModelLoadError, save_weights
-from ..paths import REPO_DIR, shared_data_dir
+from ..paths import BUNDLED_MODELS_DIR, CONFIGS_DIR, IN_CHECKOUT, REPO_DIR, shared_data_dir
 from .augment import augment_batch
 from .config import TrainConfig
 from .data import CachedSplit, manifest_sha256, read_manifest
@@ -59,6 +59,25 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 def resolve(path: str, base: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else base / p
+
+
+def resolve_bundled(path: str) -> Path:
+    """A config's path in the repository's terms (``trained_models/fmri-asd/teacher.json``) in this
+    installation, where the bundled folders may live inside the package (see ``paths``)."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    for name, folder in (("trained_models", BUNDLED_MODELS_DIR), ("configs", CONFIGS_DIR)):
+        if p.parts[:1] == (name,):
+            return folder.joinpath(*p.parts[1:])
+    return REPO_DIR / p
+
+
+def default_out_dir(task: str) -> Path:
+    """A checkout's new models join its trained_models/ (they are the ones the app will bundle).
+    An installed copy's bundled folder belongs to pip, which replaces it on upgrade, so there
+    they go to the user's model folder, which the registry scans as well."""
+    return BUNDLED_MODELS_DIR / task if IN_CHECKOUT else user_models_dir() / task
 
 
 def _sampling_weights(y: torch.Tensor, mode: str) -> torch.Tensor | None:
@@ -132,7 +151,7 @@ class Trainer:
         if loss_fn.needs_teacher:
             if not cfg.teacher:
                 raise ValueError(f"loss {cfg.loss} needs a teacher: set `teacher` to its card")
-            teacher_card = ModelCard.load(resolve(cfg.teacher, REPO_DIR))
+            teacher_card = ModelCard.load(resolve_bundled(cfg.teacher))
             teacher = load_model(teacher_card, dev)
             if cfg.channels_last:
                 teacher = teacher.to(memory_format=torch.channels_last)
@@ -245,7 +264,7 @@ class Trainer:
 
     def _write_card(self, model: torch.nn.Module, manifest: Path, test_m: dict, history: list, seconds: float) -> ModelCard:
         cfg = self.cfg
-        out_dir = resolve(cfg.out_dir or f"trained_models/{cfg.task}", REPO_DIR)
+        out_dir = resolve_bundled(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg.task)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = cfg.file_stem or cfg.role
         weights = out_dir / f"{stem}.safetensors"

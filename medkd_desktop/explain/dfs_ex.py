@@ -2,7 +2,7 @@
 
 Why here and not a CAM: 003's students are trained to reproduce the teacher's DFS-Ex map, so
 the app must be able to *show* that same map for both models. It is the paper-exact hard
-mask from ``distill.dfs_ex`` (the very code the ``dfkd`` loss uses, in its hard form):
+mask from ``explain.dfs_masks`` (the very code the ``dfkd`` loss uses, in its hard form):
 R = [max over channels > mu + kappa * sigma] on an early (texture) and a late (shape) layer,
 fused as G = eta * R_texture + (1 - eta) * R_shape. G takes only the values
 {0, eta, 1 - eta, 1}, so it is upsampled with nearest neighbour and not rescaled: with the
@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..distill.dfs_ex import Stats, dfs_ex_masks
 from .base import ExplainError, RawMap, as_spatial, capture_stage_maps, register_explainer
+from .dfs_masks import Stats, dfs_ex_masks
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from ..paths import REPO_DIR
+from ..paths import BUNDLED_MODELS_DIR
 from .card import ModelCard
 from .weights import ModelLoadError, load_verified_state
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # cards are read without torch; it loads with the first model
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = REPO_DIR / "trained_models"
+BUNDLED_DIR = BUNDLED_MODELS_DIR
 
 def user_models_dir() -> Path:
     """Per-user folder for students distilled on local data (platformdirs)."""

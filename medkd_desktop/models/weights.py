@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch loads with the first model, not with the cards (the window reads cards at start)
     import torch
 
+from ..errors import MedKDError
 
-class ModelLoadError(Exception):
+
+class ModelLoadError(MedKDError):
     """A model could not be loaded; the message names the model and says why."""
+
+    message = "The model could not be loaded."
 
 
 class ModelIntegrityError(ModelLoadError):
@@ -60,4 +64,5 @@ def load_verified_state(path: Path, sha256: str, model_id: str) -> dict[str, tor
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own errors for malformed files
-        raise ModelIntegrityError(f"Model {model_id}: weights file {path.name} is not valid safetensors ({exc}).") from None
+        raise ModelIntegrityError(f"Model {model_id}: weights file {path.name} is damaged (not valid safetensors).",
+                                  detail=f"{type(exc).__name__}: {exc}") from None

@@ -1,15 +1,13 @@
 """Typed export errors: one sentence the user can act on, library text in ``detail``."""
 from __future__ import annotations
 
+from ..errors import MedKDError
 
-class ReportError(Exception):
+
+class ReportError(MedKDError):
     """An export could not be written."""
 
     message = "The report could not be written."
-
-    def __init__(self, message: str | None = None, *, detail: str = "") -> None:
-        self.detail = detail
-        super().__init__(message or self.message)
 
 
 class NotDicomError(ReportError):

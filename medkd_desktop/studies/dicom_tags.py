@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +42,24 @@ from .limits import check_size
 from .study import MODALITIES, PatientIdentifiers, SafeMetadata, auto_window
 
 log = logging.getLogger(__name__)
-# pydicom's warnings quote file paths, and file names can hold patient names. Whatever in them
-# matters to the user is turned into Study.warnings or a StudyLoadError by these readers.
-logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+class _ToDebugLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        log.debug("%s: %s%s", record.name, record.getMessage(), f" ({type(exc).__name__})" if exc else "")
+
+
+# pydicom's warnings quote file paths, and file names can hold patient names. Its errors (each
+# pixel decoder that fails logs one, traceback included, before the next is tried) are about a
+# file these readers have already judged: whatever matters to the user is turned into
+# Study.warnings or a StudyLoadError, so the rest goes to the debug log, never to the console.
+_pydicom_log = logging.getLogger("pydicom")
+_pydicom_log.setLevel(logging.ERROR)
+_pydicom_log.addHandler(_ToDebugLog())
+_pydicom_log.propagate = False
+#: The file descriptor 2 is the whole process's; one fallback decode at a time redirects it.
+_STDERR_LOCK = threading.Lock()
 
 #: Values larger than this (pixel data, big private blobs) are read from disk only when
 #: used, so a series header pass parses each file once and never holds every slice.
@@ -455,11 +476,43 @@ def _is_truncated(exc: BaseException) -> bool:
     return "less than expected" in text or "end of file" in text or isinstance(exc, EOFError)
 
 
+@contextmanager
+def _stderr_to_debug_log(what: str) -> Iterator[None]:
+    """Whatever C code prints to the process's stderr meanwhile goes to the debug log.
+
+    GDCM's JPEG codecs print each failed attempt ("Unsupported JPEG data precision 12") from C
+    straight to file descriptor 2 before the one that works, and no SimpleITK switch silences
+    them; the user should see only the Study's one warning. The descriptor is process-wide, so
+    anything another thread writes to stderr during the decode lands in the debug log as well.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (a windowed app on Windows): nothing to hide
+            saved = None
+        if saved is not None:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sink.seek(0)
+            printed = sink.read().decode(errors="replace").split("\n")
+            lines = [line.strip() for line in printed if line.strip()]
+            if lines:
+                log.debug("%s printed: %s", what, " | ".join(dict.fromkeys(lines))[:1000])
+
+
 def _decode_with_simpleitk(path: Path) -> np.ndarray:
     """GDCM (through SimpleITK) reads a few real-world streams pydicom's plugins reject."""
     import SimpleITK as sitk
 
-    image = sitk.ReadImage(str(path))
+    with _stderr_to_debug_log("GDCM"):
+        image = sitk.ReadImage(str(path))
     return sitk.GetArrayFromImage(image)
 
 

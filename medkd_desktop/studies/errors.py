@@ -7,16 +7,17 @@ log, never to the message, and never carries patient identifiers.
 """
 from __future__ import annotations
 
+from ..errors import MedKDError
 
-class StudyLoadError(Exception):
+
+class StudyLoadError(MedKDError):
     """Base class: the study could not be opened."""
 
     message = "The study could not be opened."
 
     def __init__(self, message: str | None = None, *, detail: str = "", path: str = "") -> None:
-        self.detail = detail
+        super().__init__(message, detail=detail)
         self.path = path
-        super().__init__(message or self.message)
 
 
 class UnsupportedStudyError(StudyLoadError):

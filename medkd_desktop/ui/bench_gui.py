@@ -30,7 +30,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..paths import REPO_DIR, SAMPLES_DIR
+from ..paths import CONFIGS_DIR, REPO_DIR, SAMPLES_DIR
 
 TICK_MS = 5
 DEFAULT_STUDY = SAMPLES_DIR / "histology_lung_adenocarcinoma_lc25000.jpg"
@@ -84,7 +84,7 @@ def write_random_pair(root: Path, task: str) -> dict[str, str]:
     folder = root / task
     folder.mkdir(parents=True, exist_ok=True)
     for role in ("teacher", "student"):
-        cfg_path = REPO_DIR / "configs" / f"{task}-{role}.toml"
+        cfg_path = CONFIGS_DIR / f"{task}-{role}.toml"
         with open(cfg_path, "rb") as fh:
             cfg = tomllib.load(fh)
         spec = InputSpec.from_dict(cfg.get("input", {}))

@@ -8,7 +8,8 @@ from medkd_desktop.models.architectures import create_arch
 from medkd_desktop.models.card import ModelCard
 from medkd_desktop.models.preprocess import InputSpec
 from medkd_desktop.models.registry import ModelRegistry
-from medkd_desktop.models.weights import ModelIntegrityError, save_weights
+from medkd_desktop.errors import MedKDError
+from medkd_desktop.models.weights import ModelIntegrityError, load_verified_state, save_weights, sha256_file
 
 
 def _write_model(folder, role="student", task="demo"):
@@ -49,6 +50,18 @@ def test_missing_weights_are_refused(tmp_path):
     card.weights_path.unlink()
     with pytest.raises(ModelIntegrityError, match="missing"):
         ModelRegistry([tmp_path]).load(card)
+
+
+def test_a_file_that_is_not_safetensors_is_refused_with_the_library_text_in_detail_only(tmp_path):
+    """The hash can match a file that was never valid (a card written for a broken export): the
+    user reads one sentence, the parser's own message goes to the log through ``detail``."""
+    path = tmp_path / "student.safetensors"
+    path.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ModelIntegrityError) as info:
+        load_verified_state(path, sha256_file(path), "demo/student")
+    assert isinstance(info.value, MedKDError)
+    assert str(info.value) == "Model demo/student: weights file student.safetensors is damaged (not valid safetensors)."
+    assert info.value.detail and info.value.detail not in str(info.value)
 
 
 def test_pair_and_user_override(tmp_path):

@@ -1,9 +1,11 @@
 """DFS-Ex dual-feature saliency masks (003, Eq. 2 and Eq. 4), hard and soft from one code path.
 
-Why this lives apart from the losses: the same masks serve two callers. The explainer draws
-the paper-exact *hard* mask as the DFS-Ex heatmap; the ``dfkd`` loss needs a *soft* mask,
-because the thresholded mask of Eq. 2 has zero gradient almost everywhere and a student could
-never learn to move its saliency through it. Both come from one standardised margin
+Why one module serves two callers, and why in the explain layer: the explainer draws the
+paper-exact *hard* mask as the DFS-Ex heatmap and must work without the trainer (the review
+app runs models, it does not train them); the ``dfkd`` loss, one layer up in ``distill``,
+imports the *soft* mask from here, because the thresholded mask of Eq. 2 has zero gradient
+almost everywhere and a student could never learn to move its saliency through it. Both come
+from one standardised margin
 
     z = (max_d H[d, w, h] - mu - kappa * sigma) / sigma            (003 Eq. 2, rearranged)
 
