@@ -6,6 +6,9 @@ Exit status: 0 success; 2 bad input (one line ``error: <message>`` on stderr, ne
 traceback); 3 partial (``medkd analyze``: the analysis was done and written, but an optional
 export failed: its ``error:`` line is on stderr and the JSON lists it under ``errors``); 1 for
 anything unexpected.
+
+Length: over 500 lines because it is one argparse tree; every subcommand is a short
+function over the core, and the parser's help is the command-line documentation in one place.
 """
 from __future__ import annotations
 

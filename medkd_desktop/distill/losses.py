@@ -23,6 +23,9 @@ Conventions shared by all losses:
 * Every term is a mean over the batch, so a loss value does not depend on the batch size.
 * KL terms are Hinton's ``KL(p_teacher || p_student)`` (the gradient-equivalent of his
   cross-entropy with soft targets), whatever argument order a paper prints; see ``soft_kl``.
+
+Length: over 500 lines because it is one registry of the papers' losses; each loss is a
+small class citing its equations, and they share the same checks and soft-target helpers.
 """
 from __future__ import annotations
 

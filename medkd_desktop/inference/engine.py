@@ -35,6 +35,10 @@ Design choices a reader of the results needs to know:
 * ``cancel()`` is polled between steps (and between tiles); ``on_progress(fraction, message)``
   is called after each step. Failures surface as :class:`AnalysisError` subclasses whose text
   is one sentence for the user; the library's text goes to ``detail`` and the log.
+
+Length: over 500 lines because it is the one orchestrator: each step of an analysis
+(load, preprocess, forward, explain, tiles, agreement, strip) is a short method here, so the order
+of the steps and their progress and cancel points read top to bottom in one file.
 """
 from __future__ import annotations
 
@@ -217,7 +221,7 @@ class Engine:
         try:
             return self.registry.pair(pair)
         except ModelLoadError as exc:
-            raise ModelUnavailableError(str(exc), detail=str(exc)) from None
+            raise ModelUnavailableError(str(exc), detail=exc.detail or str(exc)) from None
 
     def load_pair(self, pair: ModelPair | str) -> tuple[torch.nn.Module, torch.nn.Module]:
         """Load (or fetch from the cache) both models on this engine's device.
@@ -231,7 +235,7 @@ class Engine:
             try:
                 models = self.registry.load(pair.teacher, self._device), self.registry.load(pair.student, self._device)
             except ModelLoadError as exc:
-                raise ModelUnavailableError(str(exc), detail=str(exc)) from None
+                raise ModelUnavailableError(str(exc), detail=exc.detail or str(exc)) from None
             except (ValueError, RuntimeError, OSError) as exc:  # architecture or device problems
                 log.warning("model load failed: %s: %s", type(exc).__name__, exc)
                 raise ModelUnavailableError(
@@ -310,7 +314,7 @@ class Engine:
             except AnalysisError:
                 raise
             except ModelLoadError as exc:
-                raise ModelUnavailableError(str(exc), detail=str(exc)) from None
+                raise ModelUnavailableError(str(exc), detail=exc.detail or str(exc)) from None
             except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
                 raise AnalysisError(
                     "The analysis ran out of memory; close other studies or switch the device to CPU.",

@@ -29,6 +29,10 @@ what the authors' public code uses: teacher 3.95 M params / 5.94 GMACs (paper: 3
 5.88 G), student 3.73 M (paper: 3.73 M; 3.69 M and 3.68 M at stem stride 4 and 8, as in
 Table 12). With [64, 128, 192] they would be 4.41 M / 3.89 M. The defaults therefore use 96;
 ``channels=(64, 128, 192)`` builds the printed variant.
+
+Length: over 500 lines because the teacher, the student and the blocks they share
+(MBCSA, DFLT) are one paper's architecture; split apart, the shared hierarchy that Eq. 7 relies
+on would be spread over files that must change together.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ pydicom (and SimpleITK as a fallback decoder) and turns their exceptions into th
 
 Patient identifiers are read in exactly one place (:func:`patient_identifiers`); every
 text that could reach a log or an error detail goes through :func:`scrub` first.
+
+Length: over 500 lines on purpose: see "Why one module" above.
 """
 from __future__ import annotations
 

@@ -21,6 +21,9 @@ Conventions (see :mod:`.study`):
   images; RGBA is composited on **white**, the empty-glass background of pathology slides
   and the page colour of photos and exported figures;
 * palette (P), 1-bit, CMYK and YCbCr images are converted to grey or RGB.
+
+Length: over 500 lines because it is one reader with its safety checks (header size
+before decoding, truncation, EXIF orientation, 16-bit) and the histology tiling that depends on them.
 """
 from __future__ import annotations
 

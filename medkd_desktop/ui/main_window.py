@@ -9,6 +9,10 @@ back into the session. It never runs torch and never blocks on the worker.
 Privacy: identifiers (name, ID, birth date) appear only in the header and only while the user
 has "Show patient identifiers" on; it is off at every start and is not remembered. Nothing
 identifying is logged; status messages name the study by kind, not by file name.
+
+Length: over 500 lines because it builds and wires the whole window (menus, panels,
+worker signals); the decisions it used to make (pairing, caching, what to analyse) are in
+``inference.session``, and the model bar and study header are widgets of their own.
 """
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ Gray images are drawn in modality units with the window applied as ImageItem lev
 window/level by right-drag and the presets never recompute pixels; the heatmap is a second
 ImageItem stretched over the same rectangle whatever its own resolution, so it stays aligned
 with the anatomy at every zoom.
+
+Length: over 500 lines because the single viewer and the synchronised pair share the
+same items, transforms and window/level logic; the pair is what keeps them in lock-step.
 """
 from __future__ import annotations
 
