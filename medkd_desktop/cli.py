@@ -257,8 +257,8 @@ def _overlay_style(args: argparse.Namespace) -> Any:
 def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -> tuple[Any, Any, Any, Path]:
     """The window's path, headless: a review session proposes the pair, the engine analyses the frame.
 
-    Returns (analysis, study, pair, the --out folder, made once the study has opened). Bad input exits 2; an engine failure that is not the input's
-    fault exits 1, still with one readable line.
+    Returns (analysis, study, pair, the --out folder, made once the study has opened). Bad input
+    exits 2; an engine failure that is not the input's fault exits 1, still with one readable line.
     """
     from .inference.engine import AnalysisError, Engine, IncompatibleStudyError, ModelUnavailableError
     from .inference.session import ReviewSession
@@ -277,20 +277,16 @@ def _analyse(args: argparse.Namespace, methods: list[str], **engine_opts: Any) -
         print(f"warning: {message}", file=sys.stderr)
     out_dir = _out_dir(args.out)
     session.volume, session.target = volume, args.target
-    if slice_ is not None:
+    if slice_ is not None:  # else the middle slice, where the window opens too
         session.slice = slice_
-    job = session.job()
-    kwargs = {**job.kwargs(), "methods": methods}
-    if not session.reads_whole_map:
-        kwargs["slice_"] = slice_  # None: the engine's (and the window's) middle slice
     try:
-        analysis = Engine(session.registry, device).analyze(**kwargs, strip=False, **engine_opts)
+        analysis = Engine(session.registry, device).analyze(**{**session.job().kwargs(), "methods": methods},
+                                                            strip=False, **engine_opts)
     except (IncompatibleStudyError, ModelUnavailableError) as exc:
         raise UserError(str(exc)) from None
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    session.analysis = analysis
     return analysis, study, session.pair, out_dir
 
 

@@ -39,3 +39,17 @@ def write_random_model(root: Path, task: str, role: str, arch: str, classes, spe
                      classes=list(classes), input=spec, weights_file=f"{role}.safetensors", sha256=sha, **fields)
     card.save(folder / f"{role}.json")
     return card
+
+
+def blob_features(channels: int, size: int, corner: str, batch: int = 2, seed: int = 0):
+    """Stage features with low noise everywhere and a strong response in one quadrant ("tl", "br"...):
+    a map with one salient region, for the DFS-Ex mask and dfkd loss tests."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.randn(batch, channels, size, size, generator=g)
+    h = size // 2
+    rows = slice(0, h) if corner[0] == "t" else slice(h, size)
+    cols = slice(0, h) if corner[1] == "l" else slice(h, size)
+    x[:, :, rows, cols] += 3.0
+    return x

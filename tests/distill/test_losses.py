@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_factory import blob_features
 from torch import nn
 
 from medkd_desktop.distill.losses import DistillLoss, create_loss, list_losses, sigmoid_mse, soft_kl
@@ -33,17 +34,6 @@ def _one_thread():
 
 def out(logits, features=(), cls=None, dist=None) -> ModelOutput:
     return ModelOutput(logits=logits, features=list(features), cls_logits=cls, dist_logits=dist)
-
-
-def blob_features(channels: int, size: int, corner: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """Low noise everywhere and a strong response in one quadrant: a map with one salient region."""
-    g = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.randn(batch, channels, size, size, generator=g)
-    h = size // 2
-    rows = slice(0, h) if corner[0] == "t" else slice(h, size)
-    cols = slice(0, h) if corner[1] == "l" else slice(h, size)
-    x[:, :, rows, cols] += 3.0
-    return x
 
 
 # --------------------------------------------------------------------------- registry

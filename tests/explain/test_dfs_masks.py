@@ -3,19 +3,9 @@ trains with tending to the hard one the explainer draws."""
 from __future__ import annotations
 
 import torch
+from model_factory import blob_features
 
 from medkd_desktop.explain.dfs_masks import dfs_ex_masks, saliency_mask
-
-
-def blob_features(channels: int, size: int, corner: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """Low noise everywhere and a strong response in one quadrant: a map with one salient region."""
-    g = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.randn(batch, channels, size, size, generator=g)
-    h = size // 2
-    rows = slice(0, h) if corner[0] == "t" else slice(h, size)
-    cols = slice(0, h) if corner[1] == "l" else slice(h, size)
-    x[:, :, rows, cols] += 3.0
-    return x
 
 
 def test_dfs_ex_hard_mask_is_the_papers_threshold():
