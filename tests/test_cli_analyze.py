@@ -6,7 +6,7 @@ import os
 
 import pydicom
 import pytest
-from testdata import SAMPLES, run_medkd
+from testdata import SAMPLES, run_medkd, shared_path, strip_preamble_and_meta
 from model_factory import write_random_model
 
 from medkd_desktop.models.preprocess import InputSpec
@@ -110,3 +110,20 @@ def test_overlay_options_take_the_windows_names_and_a_bad_one_exits_2(model_dir,
     bad = run(model_dir, "analyze", SAMPLES / "histology_lung_adenocarcinoma_lc25000.jpg", "--colormap", "jet",
               "--out", tmp_path / "bad")
     assert bad.returncode == 2 and "invalid choice: 'jet'" in bad.stderr and "heat" in bad.stderr
+
+
+def test_a_dicom_without_file_meta_gets_every_file_and_a_failed_export_is_partial(model_dir, tmp_path):
+    """The Secondary Capture of a header-less DICOM is written; when one export fails anyway (its
+    path is taken), the others are written, the JSON says so and the exit status is 3 (partial)."""
+    bare = strip_preamble_and_meta(shared_path("dicom", "misc", "single", "pydicom_MR_small.dcm"), tmp_path / "bare")
+    ok = run(model_dir, "analyze", bare, "--task", "brain-tumor-mri", "--out", tmp_path / "ok", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert set(json.loads(ok.stdout)["files"]) == {"png", "pdf", "dicom", "json"}
+    out = tmp_path / "partial"
+    (out / "overlay_gradcam.dcm").mkdir(parents=True)  # a folder where the DICOM SC should go
+    partial = run(model_dir, "analyze", bare, "--task", "brain-tumor-mri", "--out", out, "--json")
+    assert partial.returncode == 3
+    result = json.loads(partial.stdout)
+    assert set(result["files"]) == {"png", "pdf", "json"} and set(result["errors"]) == {"dicom"}
+    assert partial.stderr.strip().startswith("error: the dicom export failed")
+    assert json.loads((out / "analysis.json").read_text())["errors"] == result["errors"]

@@ -31,3 +31,15 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data not found at {p} (clone with ../shared/data beside it, or set MEDKD_SHARED_DATA)")
     return p
+
+
+def strip_preamble_and_meta(src: Path, dst: Path) -> Path:
+    """Write *src* without its 128-byte preamble, "DICM" and File Meta group, as some old systems
+    write DICOM (pydicom reads it only with ``force=True``)."""
+    import struct
+
+    data = Path(src).read_bytes()
+    assert data[128:132] == b"DICM"
+    (group_length,) = struct.unpack("<I", data[140:144])  # (0002,0000) UL, explicit VR LE
+    Path(dst).write_bytes(data[144 + group_length:])
+    return Path(dst)

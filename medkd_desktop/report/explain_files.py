@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..explain import list_methods
 from ..explain.overlay import OverlayStyle, blend, save_png
 from ..inference.analysis import Analysis
 from ..studies.study import Study
@@ -33,8 +34,8 @@ def explain_files(analysis: Analysis, study: Study, roles: tuple[str, ...], out_
             "card": res.card_id, "name": res.name, "predicted": res.predicted,
             "probabilities": {c: float(p) for c, p in zip(res.classes, res.probabilities, strict=True)},
         }
-    methods = list(dict.fromkeys([*analysis.teacher.heatmaps, *analysis.teacher.skipped,
-                                  *analysis.student.heatmaps, *analysis.student.skipped]))
+    done = {*analysis.teacher.heatmaps, *analysis.teacher.skipped, *analysis.student.heatmaps, *analysis.student.skipped}
+    methods = [m for m in list_methods() if m in done]  # the registry's (the menus') order
     for method in methods:
         entry: dict[str, Any] = {}
         for role in roles:

@@ -53,10 +53,10 @@ def _attempt(result: ExportResult, kind: str, write: Callable[[], Path]) -> None
     try:
         result.files[kind] = str(write())
     except ReportError as exc:
-        log.warning("%s export failed: %s", kind, exc.detail or type(exc).__name__)
+        log.info("%s export failed: %s", kind, exc.detail or type(exc).__name__)  # the caller reports it
         result.errors[kind] = str(exc)
     except OSError as exc:  # write_file turns most into ReportError; a figure or codec may still raise
-        log.warning("%s export failed: %s", kind, type(exc).__name__)  # the text may hold the path
+        log.info("%s export failed: %s", kind, type(exc).__name__)  # the text may hold the path
         result.errors[kind] = f"The {kind.upper()} file could not be written ({exc.strerror or 'write error'})."
 
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from ..explain.overlay import COLORMAPS
 from ..inference.view_state import ViewState
+from .labels import method_label
 
 PREDICTED = "Predicted class"
 
@@ -107,8 +108,6 @@ class OverlayControls(QWidget):
         self.method_combo.blockSignals(True)
         self.method_combo.clear()
         if methods:
-            from ..explain import method_label  # the worker has imported the explainers by now
-
             for m in methods:
                 self.method_combo.addItem(method_label(m), m)
         else:

@@ -45,6 +45,7 @@ from ..inference.view_state import DEFAULT_METHOD, STRIP_METHOD
 from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
 from .controls import OverlayControls
+from .labels import method_label
 from .model_bar import ModelBar, short_name
 from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
 from .settings import DEVICES, Settings
@@ -53,14 +54,6 @@ from .viewers import SyncedViewers
 from .worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-def method_label(method: str) -> str:
-    """The explainer registry's label; imported on use, since the explainers import torch, which
-    the window must not wait for while it starts (the worker imports them first)."""
-    from ..explain import method_label as label
-
-    return label(method)
 
 APP_TITLE = "MedKD Desktop"
 DEFAULT_SIZE = QSize(1440, 900)

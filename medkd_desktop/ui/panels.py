@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ..explain.overlay import colormap_table, lut_index
 from ..inference.view_state import ViewState
+from .labels import method_label
 
 TEACHER_COLOR = QColor(76, 155, 232)
 STUDENT_COLOR = QColor(240, 160, 48)
@@ -154,8 +155,6 @@ class PredictionsPanel(QWidget):
             self._badge("no", f"Models disagree: teacher {t.predicted}, student {s.predicted}")
         m = self.state.method
         ag = a.agreement.get(m)
-        from ..explain import method_label  # an analysis exists, so the engine has imported the explainers
-
         label = html.escape(method_label(m))
         if ag is None:
             self.figures.setText(f"<b>Heatmap agreement</b> ({label}): not computed")

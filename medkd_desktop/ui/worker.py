@@ -19,12 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-if TYPE_CHECKING:  # the session module imports torch-free code only, but keep the GUI's start light
-    from ..inference.session import AnalysisJob
+from ..inference.session import AnalysisJob
 
 log = logging.getLogger(__name__)
 

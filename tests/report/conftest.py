@@ -55,17 +55,6 @@ def chest(engine):
     return study, engine.analyze(study, "cxr-covid", [METHOD])
 
 
-def strip_preamble_and_meta(src, dst) -> None:
-    """Write *src* without its 128-byte preamble, "DICM" and File Meta group (as some old systems
-    write DICOM); the same helper as tests/studies' reader test."""
-    import struct
-
-    data = src.read_bytes()
-    assert data[128:132] == b"DICM"
-    (group_length,) = struct.unpack("<I", data[140:144])  # (0002,0000) UL, explicit VR LE
-    dst.write_bytes(data[144 + group_length:])
-
-
 @pytest.fixture(scope="session")
 def small_mr(engine):
     """A small real DICOM MR slice (64 x 64): every DICOM export of it is quick."""
@@ -78,7 +67,7 @@ def small_mr(engine):
 @pytest.fixture(scope="session")
 def bare_mr(engine, tmp_path_factory):
     """The same slice without preamble and File Meta header: it opens and is analysed."""
-    from testdata import shared_path
+    from testdata import shared_path, strip_preamble_and_meta
 
     bare = tmp_path_factory.mktemp("bare") / "mr_without_meta"
     strip_preamble_and_meta(shared_path("dicom/misc/single/pydicom_MR_small.dcm"), bare)

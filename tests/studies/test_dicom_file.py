@@ -9,13 +9,12 @@ import io
 import json
 import logging
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from testdata import SHARED_DATA, shared_path
+from testdata import SHARED_DATA, shared_path, strip_preamble_and_meta
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
@@ -357,20 +356,13 @@ def test_voi_lut_sequence_without_window_is_applied(tmp_path):
 # --------------------------------------------------------------------------- odd files
 
 
-def _strip_preamble_and_meta(src: Path, dst: Path) -> None:
-    data = src.read_bytes()
-    assert data[128:132] == b"DICM"
-    (group_length,) = struct.unpack("<I", data[140:144])  # (0002,0000) UL, explicit VR LE
-    dst.write_bytes(data[144 + group_length:])
-
-
 @pytest.mark.parametrize("rel,syntax", [
     ("chest/dx_chest_nih_gcp_no_finding.dcm", "Implicit VR Little Endian"),
     ("misc/single/pydicom_MR_small.dcm", "Explicit VR Little Endian"),
 ])
 def test_file_without_file_meta_reads_the_same_pixels(tmp_path, rel, syntax):
     bare = tmp_path / "bare"
-    _strip_preamble_and_meta(dcm(rel), bare)
+    strip_preamble_and_meta(dcm(rel), bare)
     assert pydicom.dcmread(bare, force=True).file_meta.get("TransferSyntaxUID") is None
     study = read_dicom_file(bare)
     np.testing.assert_array_equal(study.pixels, read_dicom_file(dcm(rel)).pixels)
