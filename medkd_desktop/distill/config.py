@@ -39,7 +39,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: int = 1
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # never read by the trainer: must stay 0 (ce takes loss_params.label_smoothing)
     balance: str = "none"  # none | sqrt | full: class-balanced sampling of the train split
     augment: dict[str, Any] = field(default_factory=lambda: {"hflip": True, "scale": [0.7, 1.0], "rotate": 10.0,
                                                               "brightness": 0.1, "contrast": 0.1})
@@ -74,6 +74,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_augment_params(self.augment)
+        if self.label_smoothing:
+            raise ValueError("label_smoothing is read by the ce loss only: set loss_params = {label_smoothing = ...} "
+                             "with loss = \"ce\" (the top-level key is kept for old cards and must stay 0)")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0 <= int(self.swa_epochs) <= int(self.epochs):

@@ -56,7 +56,7 @@ class Teacher(nn.Module):
             for j, v in enumerate(views):
                 if i or j:
                     logits.append(m(v).float())
-        mean = torch.stack(logits).mean(0).to(out.logits.dtype)
+        mean = torch.stack(logits).mean(0)  # float32: bf16 would round the average away
         return replace(out, logits=mean), stage_map
 
 

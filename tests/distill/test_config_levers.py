@@ -82,3 +82,9 @@ def test_a_dotted_override_sets_one_key_of_a_table():
     assert cfg.ema_decay == 0.999
     with pytest.raises(ValueError, match="not a table"):
         _histo(**{"epochs.x": 1})
+
+
+def test_the_unread_top_level_label_smoothing_is_refused_instead_of_silently_ignored():
+    with pytest.raises(ValueError, match="loss_params"):
+        _histo(label_smoothing=0.1)
+    assert _histo(loss="ce", loss_params={"label_smoothing": 0.1}).loss_params == {"label_smoothing": 0.1}
