@@ -4,6 +4,11 @@ Why one loop: a baseline and a distilled student must differ ONLY in the loss, s
 card's "what distillation bought" is a fair comparison (same data, augmentation, budget,
 seed). The loop checkpoints every epoch (a killed run resumes), reports progress as JSON
 lines for the GUI, and writes safetensors + a model card at the end.
+
+The levers for small-data training (issue #20: ``augment``/``trivial``, ``mixing``,
+``averaging``, ``teachers``, ``attention``) each live in their own module and are off unless
+the config names them; with none named, a run draws the same random numbers and writes the
+same weights as before they existed, so existing configs and cards keep their meaning.
 """
 from __future__ import annotations
 
