@@ -449,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a teacher, a baseline or a distilled student from a config")
     train.add_argument("--config", required=True, help="configs/<task>-<role>.toml")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (TOML value)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key (TOML value); table.key sets one key of a table, "
+                            "e.g. augment.mixup=0.2")
     train.add_argument("--epochs", type=int)
     train.add_argument("--limit", type=int, help="at most N images per split (quick runs)")
     train.add_argument("--out-dir", dest="out_dir", help="where weights + card go (default trained_models/<task>)")

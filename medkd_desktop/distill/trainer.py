@@ -4,6 +4,11 @@ Why one loop: a baseline and a distilled student must differ ONLY in the loss, s
 card's "what distillation bought" is a fair comparison (same data, augmentation, budget,
 seed). The loop checkpoints every epoch (a killed run resumes), reports progress as JSON
 lines for the GUI, and writes safetensors + a model card at the end.
+
+The levers for small-data training (issue #20: ``augment``/``trivial``, ``mixing``,
+``averaging``, ``teachers``, ``attention``) each live in their own module and are off unless
+the config names them; with none named, a run draws the same random numbers and writes the
+same weights as before they existed, so existing configs and cards keep their meaning.
 """
 from __future__ import annotations
 
@@ -24,14 +29,18 @@ import torch
 
 from ..models.card import ModelCard, TaskInfo
 from ..models.preprocess import normalize
-from ..models.registry import ModelRegistry, load_model, user_models_dir
+from ..models.registry import ModelRegistry, user_models_dir
 from ..models.weights import ModelLoadError, save_weights
 from ..paths import BUNDLED_MODELS_DIR, CONFIGS_DIR, IN_CHECKOUT, REPO_DIR, shared_data_dir
+from .attention import at_loss, forward_with_map
 from .augment import augment_batch
+from .averaging import weight_average
 from .config import TrainConfig
 from .data import CachedSplit, manifest_sha256, read_manifest
 from .evaluate import autocast, evaluate_split
 from .losses import create_loss
+from .mixing import mix_batch, mixed_loss
+from .teachers import load_teacher
 
 log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], None]
@@ -147,16 +156,18 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         loss_fn = create_loss(cfg.loss, **cfg.loss_params)
+        at_stage = cfg.at_stage if cfg.at_weight else None  # attention transfer (distill.attention)
         teacher = None
-        if loss_fn.needs_teacher:
+        if loss_fn.needs_teacher or at_stage is not None:
             if not cfg.teacher:
-                raise ValueError(f"loss {cfg.loss} needs a teacher: set `teacher` to its card")
-            teacher_card = ModelCard.load(resolve_bundled(cfg.teacher))
-            teacher = load_model(teacher_card, dev)
-            if cfg.channels_last:
-                teacher = teacher.to(memory_format=torch.channels_last)
-            for p in teacher.parameters():
-                p.requires_grad_(False)
+                why = f"loss {cfg.loss}" if loss_fn.needs_teacher else "attention transfer (at_weight > 0)"
+                raise ValueError(f"{why} needs a teacher: set `teacher` to its card")
+            teacher = load_teacher(cfg.teacher, cfg.teacher_ensemble, cfg.teacher_tta, dev, classes=cfg.classes,
+                                   channels_last=cfg.channels_last, resolve=resolve_bundled)
+        elif cfg.teacher_ensemble or cfg.teacher_tta != "none":
+            raise ValueError(f"teacher_ensemble / teacher_tta refine soft targets, but loss {cfg.loss} reads none "
+                             "(and at_weight is 0)")
+        average = weight_average(model, cfg.ema_decay, cfg.swa_epochs, cfg.epochs)
 
         steps_per_epoch = max(1, len(train) // cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch
@@ -183,6 +194,8 @@ class Trainer:
                 gen.set_state(ck["gen"])
                 if "torch_rng" in ck:  # dropout etc. continue as if never stopped
                     torch.set_rng_state(ck["torch_rng"])
+                if average is not None:
+                    average.load_state_dict(ck["average"])
                 start_epoch, best, best_state = int(ck["epoch"]), float(ck["best"]), ck["best_state"]
                 history, elapsed = list(ck["history"]), float(ck["elapsed_s"])
                 self.emit({"event": "resume", "epoch": start_epoch})
@@ -203,22 +216,28 @@ class Trainer:
                 if self.should_stop():
                     raise TrainingCancelled()
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                xb = augment_batch(train.x[idx].float(), cfg.augment, gen)
-                xb = normalize(xb, cfg.input).to(dev)
-                yb = train.y[idx].to(dev)
+                mixed = mix_batch(augment_batch(train.x[idx].float(), cfg.augment, gen), train.y[idx], cfg.augment, gen)
+                xb = normalize(mixed.x, cfg.input).to(dev)
+                mixed = mixed.to(dev)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, cfg.precision):
-                    s_out = model.forward_train(xb)
-                    t_out = None
+                    s_out, s_map = forward_with_map(model, xb, at_stage)
+                    t_out, t_map = None, None
                     if teacher is not None:
                         with torch.no_grad():
-                            t_out = teacher.forward_train(xb)
-                    loss, parts = loss_fn(s_out, t_out, yb)
+                            t_out, t_map = teacher(xb, at_stage)  # sees the same mixed images
+                    loss, parts = mixed_loss(loss_fn, s_out, t_out, mixed)
+                    if s_map is not None and t_map is not None:
+                        at = at_loss(s_map, t_map)
+                        loss = loss + cfg.at_weight * at
+                        parts = {**parts, "at": float(at.detach())}
                 opt.zero_grad(set_to_none=True)
                 loss.float().backward()
                 opt.step()
                 sched.step()
+                if average is not None:
+                    average.after_step(model)
                 running += float(loss.detach())
                 if step % 10 == 0 or step == steps_per_epoch - 1:
                     done = (epoch - start_epoch) * steps_per_epoch + step + 1
@@ -228,11 +247,15 @@ class Trainer:
                                "steps": steps_per_epoch, "loss": round(float(loss.detach()), 5),
                                "parts": {k: round(float(v), 5) for k, v in parts.items()},
                                "lr": opt.param_groups[0]["lr"], "eta_s": round(rate * left)})
-            val_m = evaluate_split(model, val, cfg.input, dev, n_boot=0)  # CIs only for the final test
+            judged = model
+            if average is not None:  # with weight averaging on, the average is the model that counts
+                average.after_epoch(model, epoch)
+                judged = average.judged(model)
+            val_m = evaluate_split(judged, val, cfg.input, dev, n_boot=0)  # CIs only for the final test
             score = val_m[cfg.select]
             if score > best:
                 best = score
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
             history.append([epoch + 1, running / steps_per_epoch, val_m["accuracy"], val_m["macro_f1"]])
             self.emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
                        "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
@@ -241,7 +264,8 @@ class Trainer:
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best, "best_state": best_state,
-                        "history": history, "elapsed_s": elapsed + time.time() - t_start}, tmp)
+                        "history": history, "elapsed_s": elapsed + time.time() - t_start,
+                        **({"average": average.state_dict()} if average is not None else {})}, tmp)
             tmp.replace(ckpt_path)
 
         model.load_state_dict(best_state)
