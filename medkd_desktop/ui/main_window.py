@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
     analysis_cancelled = Signal()
     analysis_failed = Signal(str)
     exported = Signal(str, str)  # kind, path
+    sent_to_pacs = Signal(object)  # the core's StoreResult
     export_failed = Signal(str)
 
     def __init__(self, *, settings: Settings | None = None, worker: Worker | None = None,
@@ -96,6 +97,8 @@ class MainWindow(QMainWindow):
         self._analysis_job = 0
         self._analysis_key: tuple | None = None
         self._exports: dict[int, str] = {}  # worker job id -> export kind
+        self._pacs_dialog = None
+        self._send_call = None
         self._analysis_started = 0.0
         self._slice_timer = QTimer(self)
         self._slice_timer.setSingleShot(True)
@@ -207,6 +210,7 @@ class MainWindow(QMainWindow):
         self.act_open = f.addAction("&Open file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
         self.act_open_folder = f.addAction("Open &folder (DICOM series)…", self.open_folder_dialog,
                                            QKeySequence("Ctrl+Shift+O"))
+        self.act_open_pacs = f.addAction("Open from &PACS…", self.open_pacs_dialog, QKeySequence("Ctrl+Shift+P"))
         self.recent_menu = f.addMenu("Open &recent")
         self._rebuild_recent()
         f.addSeparator()
@@ -214,6 +218,7 @@ class MainWindow(QMainWindow):
         self.act_export_png = f.addAction("Export P&NG of the view…", lambda: self.export("png"))
         self.act_export_json = f.addAction("Export &JSON of the analysis…", lambda: self.export("json"))
         self.act_export_dicom = f.addAction("Export &DICOM Secondary Capture…", lambda: self.export("dicom"))
+        self.act_send_pacs = f.addAction("&Send result to PACS…", self.send_to_pacs)
         f.addSeparator()
         f.addAction("&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -587,7 +592,9 @@ class MainWindow(QMainWindow):
         study = self.state.study
         for a in (self.act_export_pdf, self.act_export_json, self.act_export_png):
             a.setEnabled(has)
-        self.act_export_dicom.setEnabled(has and study is not None and study.kind.value.startswith("dicom"))
+        dicom = has and study is not None and study.kind.value.startswith("dicom")
+        self.act_export_dicom.setEnabled(dicom)
+        self.act_send_pacs.setEnabled(dicom)
 
     def _about(self) -> None:
         QMessageBox.about(self, f"About {APP_TITLE}",
@@ -667,6 +674,57 @@ class MainWindow(QMainWindow):
         self._status("Export failed.")
         self.export_failed.emit(message)
         self.show_error("Export failed", message)
+
+    def open_pacs_dialog(self):
+        """File ▸ Open from PACS…: a retrieved study opens here, like a file."""
+        from .pacs_dialog import PacsDialog
+
+        if self._pacs_dialog is None:
+            self._pacs_dialog = PacsDialog(self.settings, self)
+            self._pacs_dialog.study_retrieved.connect(self._pacs_study_arrived)
+        self._pacs_dialog.show()
+        self._pacs_dialog.raise_()
+        return self._pacs_dialog
+
+    def _pacs_study_arrived(self, folder: str) -> None:
+        self._pacs_dialog.hide()
+        self.open_path(folder)
+
+    def send_to_pacs(self, address: str | None = None) -> None:
+        """Store the shown overlay as a Secondary Capture into its study on a PACS (the only one
+        configured, or the one the user picks)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        from .pacs_dialog import message, send_result_call
+
+        a, study, s = self.state.analysis, self.state.study, self.state
+        if a is None or study is None or self._send_call is not None:
+            return
+        servers = dict((f"{n} ({addr})", addr) for n, addr in self.settings.pacs_servers)
+        if address is None:
+            if not servers:
+                self.show_error("No PACS configured", "Add a PACS server in File ▸ Open from PACS… first.")
+                return
+            label = next(iter(servers))
+            if len(servers) > 1:
+                label, ok = QInputDialog.getItem(self, "Send result to PACS", "PACS", list(servers), 0, False)
+                if not ok:
+                    return
+            address = servers[label]
+        call = send_result_call(self.settings, address, a, study, s.method, s.overlay_style)
+        call.signals.done.connect(lambda result: self._sent(result, None))
+        call.signals.failed.connect(lambda exc: self._sent(None, message(exc)))
+        self._send_call = call.start()
+        self._status("Sending the result to the PACS…")
+
+    def _sent(self, result, error: str | None) -> None:
+        self._send_call = None
+        if error:
+            self._status("Sending to the PACS failed.")
+            self.show_error("Send result to PACS", error)
+            return
+        self._status("The result was stored in the PACS as a new series of the study.")
+        self.sent_to_pacs.emit(result)
 
     def grab_view(self):
         """The viewers as shown (both overlays, window/level, zoom) as a QPixmap."""

@@ -1,4 +1,5 @@
-"""Persistent user preferences (QSettings): device, default method, colour map, opacity, recent files.
+"""Persistent user preferences (QSettings): device, default method, colour map, opacity, recent files,
+the PACS servers and how MedKD introduces itself to them.
 
 Why QSettings: it stores in the platform's own place (registry on Windows, plist on macOS,
 INI under ~/.config on Linux) without us choosing paths, which matters on locked-down hospital
@@ -98,3 +99,42 @@ class Settings:
 
     def clear_recent(self) -> None:
         self._q.setValue("recent", [])
+
+    # -- PACS -----------------------------------------------------------------------------
+    @property
+    def pacs_servers(self) -> list[tuple[str, str]]:
+        """(name, address) pairs: ``AET@HOST:PORT`` or a DICOMweb URL, as a person typed them."""
+        value = self._q.value("pacs/servers", [])
+        if isinstance(value, str):  # QSettings returns a bare string for a one-item list (INI)
+            value = [value]
+        out = []
+        for item in value or []:
+            name, sep, address = str(item).partition("|")
+            if sep and address.strip():
+                out.append((name.strip() or address.strip(), address.strip()))
+        return out
+
+    @pacs_servers.setter
+    def pacs_servers(self, servers: list[tuple[str, str]]) -> None:
+        self._q.setValue("pacs/servers", [f"{name}|{address}" for name, address in servers])
+
+    @property
+    def pacs_ae_title(self) -> str:
+        return str(self._q.value("pacs/ae_title", "MEDKD")) or "MEDKD"
+
+    @pacs_ae_title.setter
+    def pacs_ae_title(self, value: str) -> None:
+        self._q.setValue("pacs/ae_title", value)
+
+    @property
+    def pacs_move_port(self) -> int:
+        try:
+            value = int(self._q.value("pacs/move_port", 11112))
+        except (TypeError, ValueError):
+            return 11112
+        return value if 1 <= value <= 65535 else 11112
+
+    @pacs_move_port.setter
+    def pacs_move_port(self, value: int) -> None:
+        self._q.setValue("pacs/move_port", int(value))
+
