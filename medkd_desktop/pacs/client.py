@@ -6,8 +6,9 @@ results, and raise the same errors.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Any, Protocol
 
 from .records import (Cancel, EchoResult, InstanceRef, Progress, RetrieveResult, SeriesRecord, StoreResult, StudyQuery,
                       StudyRecord)
@@ -37,15 +38,16 @@ class PacsClient(Protocol):
               cancel: Cancel | None = None) -> StoreResult: ...
 
 
-def open_client(server: PacsServer | str, settings: PacsSettings | None = None) -> PacsClient:
+def open_client(server: PacsServer | str, settings: PacsSettings | None = None, *, session: Any = None) -> PacsClient:
     """A :class:`DicomWebClient` for a URL, else a :class:`DimseClient` (``server`` may be the
-    address text, parsed by :meth:`PacsServer.parse`). Nothing is sent until a call."""
+    address text, parsed by :meth:`PacsServer.parse`). ``session``: a ``requests.Session`` with
+    the hospital's authentication, for DICOMweb. Nothing is sent until a call."""
     if isinstance(server, str):
         server = PacsServer.parse(server)
     if server.is_dicomweb:
         from .dicomweb import DicomWebClient
 
-        return DicomWebClient(server, settings)
+        return DicomWebClient(server, settings, session=session)
     from .dimse import DimseClient
 
     return DimseClient(server, settings)

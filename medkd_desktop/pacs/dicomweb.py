@@ -163,9 +163,7 @@ class DicomWebClient:
                     continue
                 try:
                     answer = client.store_instances([ds])
-                except PacsRequestFailedError:
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # an HTTP error for this file: the others may still go
                     error = _http_error(exc, self.server, self.settings)
                     if not isinstance(error, PacsRequestFailedError) or isinstance(error, PacsAuthError):
                         raise error from None

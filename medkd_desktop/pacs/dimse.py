@@ -25,7 +25,7 @@ from . import identifiers as ids
 from .cache import StudyCache, default_cache_dir
 from .dimse_assoc import (UNCOMPRESSED, associate, is_pending, lost_error, release, request_id, status_of,
                           storage_contexts)
-from .errors import (PacsCacheError, PacsError, PacsMoveDestinationError, PacsNotFoundError, PacsRequestFailedError,
+from .errors import (PacsCacheError, PacsError, PacsInputError, PacsMoveDestinationError, PacsNotFoundError, PacsRequestFailedError,
                      PacsServiceNotSupportedError)
 from .move_scp import StorageSCP
 from .records import (Cancel, EchoResult, InstanceRef, Progress, RetrieveResult, SeriesRecord, StoreResult, StudyQuery,
@@ -70,6 +70,8 @@ class DimseClient:
     """One PACS reached over DIMSE. Cheap to create; each call opens and closes its associations."""
 
     def __init__(self, server: PacsServer, settings: PacsSettings | None = None) -> None:
+        if server.is_dicomweb:
+            raise PacsInputError("This PACS is a DICOMweb address; use DicomWebClient (or open_client) for it.")
         self.server = server.checked()
         self.settings = (settings or PacsSettings()).checked()
 

@@ -11,9 +11,9 @@ import time
 import pytest
 from orthanc_server import free_port
 
-from medkd_desktop.pacs import (DimseClient, PacsCalledAETitleError, PacsCancelledError, PacsConnectionRefusedError,
-                                PacsLocalPortError, PacsMoveDestinationError, PacsNotFoundError, PacsServer,
-                                PacsSettings, PacsTimeoutError, open_client)
+from medkd_desktop.pacs import (DimseClient, PacsCalledAETitleError, PacsCallingAETitleError, PacsCancelledError,
+                                PacsConnectionRefusedError, PacsLocalPortError, PacsMoveDestinationError,
+                                PacsNotFoundError, PacsServer, PacsSettings, PacsTimeoutError, open_client)
 
 UNKNOWN_UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -146,3 +146,22 @@ def test_dicomweb_closed_port_and_wrong_path(orthanc, tmp_path):
     if orthanc.has_dicomweb:
         with pytest.raises(PacsNotFoundError, match="/dicom-web"):
             open_client(f"http://127.0.0.1:{orthanc.http_port}/not-dicom-web", settings(tmp_path)).echo()
+
+
+def test_an_unknown_calling_ae_title_is_named(tmp_path):
+    # Orthanc accepts any calling AE title; many hospital PACS do not. A pynetdicom SCP that only
+    # knows "SOMEONE" stands in for them (loopback, stopped at the end).
+    from pynetdicom import AE
+
+    scp = AE(ae_title="STRICT")
+    scp.add_supported_context("1.2.840.10008.1.1")
+    scp.require_calling_aet = ["SOMEONE"]
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    try:
+        client = DimseClient(PacsServer(ae_title="STRICT", host="127.0.0.1", port=port), settings(tmp_path))
+        with pytest.raises(PacsCallingAETitleError) as info:
+            client.echo()
+    finally:
+        server.shutdown()
+    assert "does not know MedKD's AE title 'MEDKD'" in str(info.value) and info.value.diagnostic == 3
