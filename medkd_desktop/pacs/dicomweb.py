@@ -67,7 +67,7 @@ class DicomWebClient:
         def work(sup: Supervisor, client) -> list[StudyRecord]:
             filters, fields = ids.qido_params(ids.study_identifier(query))
             found = client.search_for_studies(search_filters=filters, fields=fields)
-            return [ids.study_record(Dataset.from_json(d)) for d in found]
+            return [ids.study_record(ids.from_json(d)) for d in found]
 
         studies = self._run(work, progress, cancel)
         log.info("QIDO-RS: %d stud%s", len(studies), "y" if len(studies) == 1 else "ies")
@@ -85,13 +85,13 @@ class DicomWebClient:
                                 query.accession_number)
                 filters, fields = ids.qido_params(ids.study_identifier(sq))
                 found = client.search_for_studies(search_filters=filters, fields=fields)
-                study_uids = [ids.study_record(Dataset.from_json(d)).study_uid for d in found]
+                study_uids = [ids.study_record(ids.from_json(d)).study_uid for d in found]
             out: list[SeriesRecord] = []
             for uid in study_uids:
                 filters, fields = ids.qido_params(ids.series_identifier(uid, query.modality))
                 filters.pop("StudyInstanceUID", None)
                 found = client.search_for_series(study_instance_uid=uid, search_filters=filters, fields=fields)
-                out.extend(ids.series_record(_with_study(Dataset.from_json(d), uid)) for d in found)
+                out.extend(ids.series_record(_with_study(ids.from_json(d), uid)) for d in found)
                 if not sup.report(len(out), None):
                     break
             return out
@@ -216,7 +216,7 @@ class DicomWebClient:
     def _list(client, study_uid: str, series_uid: str | None) -> list[InstanceRef]:
         found = client.search_for_instances(study_instance_uid=study_uid, series_instance_uid=series_uid,
                                             fields=["SOPClassUID", "SeriesInstanceUID"])
-        refs = [ids.instance_ref(Dataset.from_json(d)) for d in found]
+        refs = [ids.instance_ref(ids.from_json(d)) for d in found]
         return [r for r in refs if r.sop_uid]
 
 

@@ -7,8 +7,14 @@ same records for the same study.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import pydicom
 from pydicom.dataset import Dataset
 
+from ..studies.dicom_tags import patient_identifiers  # also keeps pydicom's own log lines out of ours
 from .records import InstanceRef, SeriesRecord, StudyQuery, StudyRecord
 
 STUDY_RETURN_KEYS = ("StudyInstanceUID", "PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyTime",
@@ -77,21 +83,49 @@ def _int(ds: Dataset, key: str) -> int | None:
         return None
 
 
+@contextlib.contextmanager
+def _lenient() -> Iterator[None]:
+    """A PACS answers with whatever its archive holds; pydicom's validation warnings about a
+    malformed value quote it (and log it), which for a date or a name must not happen."""
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        settings.reading_validation_mode = mode
+
+
+def from_json(item: dict) -> Dataset:
+    """A QIDO-RS answer (DICOM JSON) as a dataset, without value warnings."""
+    with _lenient():
+        return Dataset.from_json(item)
+
+
 def study_record(ds: Dataset) -> StudyRecord:
-    modalities = ds.get("ModalitiesInStudy") or ()
-    if isinstance(modalities, str):
-        modalities = modalities.split("\\")
-    return StudyRecord(
-        study_uid=_text(ds, "StudyInstanceUID"), patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName"), patient_birth_date=_text(ds, "PatientBirthDate"),
-        study_date=_text(ds, "StudyDate"), study_time=_text(ds, "StudyTime"),
-        accession_number=_text(ds, "AccessionNumber"), description=_text(ds, "StudyDescription"),
-        modalities=tuple(str(m).strip() for m in modalities if str(m).strip()),
-        n_series=_int(ds, "NumberOfStudyRelatedSeries"), n_instances=_int(ds, "NumberOfStudyRelatedInstances"),
-    )
+    patient = patient_identifiers(ds)
+    with _lenient():
+        modalities = ds.get("ModalitiesInStudy") or ()
+        if isinstance(modalities, str):
+            modalities = modalities.split("\\")
+        return StudyRecord(
+            study_uid=_text(ds, "StudyInstanceUID"), patient_id=patient.patient_id, patient_name=patient.name,
+            patient_birth_date=patient.birth_date, study_date=_text(ds, "StudyDate"),
+            study_time=_text(ds, "StudyTime"), accession_number=_text(ds, "AccessionNumber"),
+            description=_text(ds, "StudyDescription"),
+            modalities=tuple(str(m).strip() for m in modalities if str(m).strip()),
+            n_series=_int(ds, "NumberOfStudyRelatedSeries"), n_instances=_int(ds, "NumberOfStudyRelatedInstances"),
+        )
 
 
 def series_record(ds: Dataset) -> SeriesRecord:
+    with _lenient():
+        return _series_record(ds)
+
+
+def _series_record(ds: Dataset) -> SeriesRecord:
     return SeriesRecord(
         study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID"),
         modality=_text(ds, "Modality"), series_number=_int(ds, "SeriesNumber"),
