@@ -185,6 +185,7 @@ class PacsDialog(QDialog):
         t.verticalHeader().setVisible(False)
         t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         t.horizontalHeader().setStretchLastSection(True)
+        t.horizontalHeader().setMaximumSectionSize(260)  # a long name is elided rather than pushing the counts off screen
         return t
 
     # -- servers --------------------------------------------------------------------------
