@@ -33,6 +33,8 @@ run: $(VENV)/.installed
 	fi || echo "(the review needs a bundled teacher/student pair for this study: see trained_models/ and configs/)"
 
 test: $(VENV)/.installed-test
+	@command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || \
+	  echo "note: the PACS tests skip without Orthanc; install it with: sudo apt-get install orthanc orthanc-dicomweb"
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
