@@ -109,6 +109,7 @@ class Orthanc:
     nodelay: bool = True
     extra_modalities: dict[str, tuple[str, int]] = field(default_factory=dict)
     has_dicomweb: bool = False
+    config_extra: dict = field(default_factory=dict)  # Orthanc settings a test changes (e.g. a refused syntax)
     uploaded: dict[str, Uploaded] = field(default_factory=dict)
     _proc: subprocess.Popen | None = None
 
@@ -137,8 +138,9 @@ class Orthanc:
             "HttpThreadsCount": 8, "ConcurrentJobs": 1, "StableAge": 1, "SynchronousCMove": True,
             "Plugins": [],
         }
+        config.update(self.config_extra)
         plugin = dicomweb_plugin()
-        if plugin is not None:
+        if plugin is not None and "Plugins" not in self.config_extra:
             config["Plugins"] = [str(plugin)]
             config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False,
                                   "Host": f"127.0.0.1:{self.http_port}", "Ssl": False}

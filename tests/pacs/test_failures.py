@@ -165,3 +165,24 @@ def test_an_unknown_calling_ae_title_is_named(tmp_path):
     finally:
         server.shutdown()
     assert "does not know MedKD's AE title 'MEDKD'" in str(info.value) and info.value.diagnostic == 3
+
+
+def test_a_transfer_syntax_the_pacs_refuses_is_named_per_file(tmp_path):
+    """A PACS configured to refuse JPEG (Orthanc's JpegTransferSyntaxAccepted) stores the other file
+    of the same send and says which file it refused and why."""
+    from orthanc_server import OrthancUnavailable, start_orthanc
+
+    from testdata import shared_path
+
+    jpeg = shared_path("dicom", "chest", "cr_chest_pa_siim_nih_jpeg_baseline.dcm")  # JPEG baseline
+    plain = shared_path("dicom", "misc", "single", "pydicom_MR_small.dcm")  # explicit VR little endian
+    try:
+        strict = start_orthanc(tmp_path / "strict", config_extra={"JpegTransferSyntaxAccepted": False, "Plugins": []})
+    except OrthancUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        result = DimseClient(strict.server(), strict.settings(tmp_path / "cache")).store([jpeg, plain])
+    finally:
+        strict.stop()
+    assert len(result.stored) == 1 and list(result.failed) == [str(jpeg)]
+    assert "does not accept this kind of file" in result.failed[str(jpeg)]
