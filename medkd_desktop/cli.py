@@ -294,9 +294,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .report import analysis_json, export_analysis
 
     style = _overlay_style(args)
-    analysis, study, pair, out_dir = _analyse(args, [args.method])
+    with _audit_failure("analysis"):
+        analysis, study, pair, out_dir = _analyse(args, [args.method])
     written = export_analysis(analysis, study, pair, out_dir, args.method, style=style, pdf=not args.no_pdf,
                               show_identifiers=args.show_identifiers)
+    _audit_analyze(analysis, study, pair, written)
     _pacs_send_after_analyze(args, written)
     if args.json:
         _print_json({**analysis_json(analysis, study), "files": written.files, "errors": written.errors})
@@ -496,8 +498,10 @@ def _cmd_pacs_get(args: argparse.Namespace) -> int:
     from .pacs import open_client
 
     client = open_client(args.server, _pacs_settings(args))
-    result = client.retrieve(args.study_uid, args.series_uid, method="move" if args.move else "get",
-                             dest=Path(args.out) if args.out else None, progress=_pacs_progress("received"))
+    with _audit_failure("pacs-retrieve", args.study_uid):
+        result = client.retrieve(args.study_uid, args.series_uid, method="move" if args.move else "get",
+                                 dest=Path(args.out) if args.out else None, progress=_pacs_progress("received"))
+    _audit_transfer("retrieve", args.study_uid, result.received, result.complete)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -522,7 +526,9 @@ def _cmd_pacs_send(args: argparse.Namespace) -> int:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise UserError(f"file not found: {missing[0]}")
-    result = open_client(args.server, _pacs_settings(args)).store(args.files, progress=_pacs_progress("sent"))
+    with _audit_failure("pacs-send"):
+        result = open_client(args.server, _pacs_settings(args)).store(args.files, progress=_pacs_progress("sent"))
+    _audit_pacs_send(args.files, result)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -546,11 +552,16 @@ def _pacs_send_after_analyze(args: argparse.Namespace, written: Any) -> None:
     if "dicom" not in written.files:
         written.errors["pacs"] = "Nothing was sent to the PACS because no DICOM Secondary Capture was written."
         return
+    from .trust import audit
+
+    uid = audit.dicom_study_uid(written.files["dicom"])
     try:
         result = open_client(args.send_to, _pacs_settings(args)).store([written.files["dicom"]])
     except PacsError as exc:
         written.errors["pacs"] = str(exc)
+        audit.record_transfer("send", uid, 0, error=exc)
         return
+    audit.record_transfer("send", uid, len(result.stored), error="StoreFailed" if result.failed else None)
     if result.failed:
         written.errors["pacs"] = next(iter(result.failed.values()))
 
@@ -599,6 +610,90 @@ def _add_pacs_parsers(sub: Any, analyze: argparse.ArgumentParser) -> None:
     send = command("send", "store DICOM files on the PACS (C-STORE, or STOW-RS)", _cmd_pacs_send)
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--json", action="store_true")
+
+
+# ----------------------------------------------------------------------------------------- audit
+# `medkd audit [--since DATE] [--json]` and `medkd audit verify`, and the audit hooks of analyze
+# and pacs (medkd_desktop.trust.audit). Recording never fails a command: a failed append is a warning.
+
+
+def _audit_analyze(analysis: Any, study: Any, pair: Any, written: Any) -> None:
+    from .trust import audit
+
+    audit.record_analysis(analysis, pair, study)
+    for kind in written.files:
+        audit.record_export(kind, pair, study)
+    for kind in written.errors:
+        if kind != "pacs":
+            audit.record_export(kind, pair, study, error="ReportError")
+
+
+class _audit_failure:  # noqa: N801 - used as a context manager, like a function
+    """Record *event* as an error (class name only) when the block raises, then let it propagate."""
+
+    def __init__(self, event: str, study_uid: str | None = None) -> None:
+        self.event, self.study_uid = event, study_uid
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            from .trust import audit
+
+            audit.record(self.event, study_uid=self.study_uid,
+                         error="AnalysisError" if isinstance(exc, SystemExit) else exc)
+        return False
+
+
+def _audit_transfer(direction: str, study_uid: str | None, count: int, complete: bool) -> None:
+    from .trust import audit
+
+    audit.record_transfer(direction, study_uid, count, result=None if complete else "partial")
+
+
+def _audit_pacs_send(files: Sequence[str], result: Any) -> None:
+    from .trust import audit
+
+    by_study: dict[str | None, list[str]] = {}
+    for f in files:
+        by_study.setdefault(audit.dicom_study_uid(f), []).append(str(f))
+    for uid, paths in by_study.items():
+        failed = sum(1 for p in paths if p in result.failed)
+        audit.record_transfer("send", uid, len(paths) - failed,
+                              result="ok" if not failed else "partial" if failed < len(paths) else "error",
+                              error="StoreFailed" if failed else None)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .trust import audit
+
+    if args.action == "verify":
+        result = audit.verify()
+        print(result.line())
+        return 0 if result.ok else 1
+    if args.action is not None:
+        raise UserError(f"unknown audit action {args.action!r} (use verify, or nothing to list the log)")
+    since = None
+    if args.since:
+        try:
+            since = dt.datetime.fromisoformat(args.since)
+        except ValueError:
+            raise UserError(f"--since needs a date like 2026-01-31 (or 2026-01-31T08:00), not {args.since!r}") from None
+    for entry in audit.read(since):
+        print(json.dumps(entry, separators=(",", ":")) if args.json else audit.describe(entry))
+    return 0
+
+
+def _add_audit_parser(sub: Any) -> None:
+    p = sub.add_parser("audit", help="print the audit log (no identifiers), or check it: medkd audit verify")
+    p.add_argument("action", nargs="?", choices=("verify",),
+                   help="verify: check the hash chain and the head (exit 0 intact, 1 broken)")
+    p.add_argument("--since", help="only entries at or after this UTC date/time (YYYY-MM-DD[THH:MM])")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON lines")
+    p.set_defaults(func=_cmd_audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -700,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
     _add_pacs_parsers(sub, an)
+    _add_audit_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Trust: what lets a reviewer rely on a result (calibration, out-of-distribution scores, audit trail)."""
