@@ -44,6 +44,7 @@ from ..inference.session import ReviewSession
 from ..inference.view_state import DEFAULT_METHOD, STRIP_METHOD
 from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
+from ..trust import audit
 from .controls import OverlayControls
 from .labels import method_label
 from .model_bar import ModelBar, short_name
@@ -252,6 +253,7 @@ class MainWindow(QMainWindow):
 
         h = mb.addMenu("&Help")
         h.addAction("&About", self._about)
+        self.act_audit = h.addAction("Audit &log…", self.show_audit_log)
         for key, step in (("Up", -1), ("Down", 1)):
             QShortcut(QKeySequence(key), self.viewers, lambda step=step: self._step_slice(step))
 
@@ -398,6 +400,7 @@ class MainWindow(QMainWindow):
         self.state.study = study
         self._update_region()
         log.info("opened %s study (%d frames)", study.kind.value, study.n_frames)
+        audit.record_open(study)
         for w in study.warnings:
             self._status(w)
         self.study_opened.emit(study)
@@ -416,6 +419,7 @@ class MainWindow(QMainWindow):
             message = "The study could not be opened because of an unexpected error; the log has details."
             log.warning("unexpected error opening a study: %s", type(exc).__name__)
         self._status("The study could not be opened.")
+        audit.record_open(error=exc)
         self.open_failed.emit(message)
         self.show_error("Cannot open the study", message)
 
@@ -511,6 +515,7 @@ class MainWindow(QMainWindow):
                 self._on_analysis_cancelled(job)
             return
         self._busy(False)
+        audit.record_analysis(analysis, self.state.pair, self.state.study)
         if key is not None:
             self.state.remember(key, analysis)
         if key != self.state.key:
@@ -535,6 +540,7 @@ class MainWindow(QMainWindow):
         if job != self._analysis_job:
             return
         self._busy(False)
+        audit.record_analysis(None, self.state.pair, self.state.study, error="AnalysisError")
         self._status(f"Analysis failed: {message}")
         self.analysis_failed.emit(message)
 
@@ -601,6 +607,15 @@ class MainWindow(QMainWindow):
                           f"<b>{APP_TITLE}</b><p>Compares a compact distilled student model with its teacher, "
                           f"with synchronized explanation heatmaps.</p><p><b>{DISCLAIMER}.</b></p>")
 
+    def show_audit_log(self):
+        """Help ▸ Audit log…: the entries, newest first, with the chain's status (read-only)."""
+        from .audit_dialog import AuditDialog
+
+        dialog = AuditDialog(self)
+        dialog.setModal(False)
+        dialog.show()
+        return dialog
+
     def show_model_cards(self) -> None:
         pair = self.state.pair
         if pair is not None:
@@ -661,6 +676,7 @@ class MainWindow(QMainWindow):
 
     def _export_finished(self, kind: str, path: Path) -> None:
         self._status(f"Exported {kind.upper()}: {path.name}")
+        audit.record_export(kind, self.state.pair, self.state.study)
         self.exported.emit(kind, str(path))
 
     def _export_error(self, kind: str, exc: Exception) -> None:
@@ -672,6 +688,7 @@ class MainWindow(QMainWindow):
             log.warning("export %s failed: %s", kind, type(exc).__name__)  # the text may hold the path
             message = f"The {kind.upper()} file could not be written; the log has details."
         self._status("Export failed.")
+        audit.record_export(kind, self.state.pair, self.state.study, error=exc)
         self.export_failed.emit(message)
         self.show_error("Export failed", message)
 
@@ -688,6 +705,7 @@ class MainWindow(QMainWindow):
 
     def _pacs_study_arrived(self, folder: str) -> None:
         self._pacs_dialog.hide()
+        audit.record_transfer("retrieve", audit.dicom_study_uid(folder))
         self.open_path(folder)
 
     def send_to_pacs(self, address: str | None = None) -> None:
@@ -719,6 +737,9 @@ class MainWindow(QMainWindow):
 
     def _sent(self, result, error: str | None) -> None:
         self._send_call = None
+        uid = self.state.study.metadata.study_uid if self.state.study is not None else None
+        audit.record_transfer("send", uid, None if result is None else len(result.stored),
+                              error="PacsError" if error else "StoreFailed" if not result.ok else None)
         if error:
             self._status("Sending to the PACS failed.")
             self.show_error("Send result to PACS", error)
