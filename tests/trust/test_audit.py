@@ -130,22 +130,26 @@ def test_rotation_keeps_the_chain_and_tampering_in_a_rotated_file_shows(folder, 
     assert not result.ok and "missing" in result.problem
 
 
-def _writer(folder: str, n: int) -> None:
+def _writer(folder: str, n: int, barrier) -> None:
     os.environ["MEDKD_AUDIT_DIR"] = folder
+    barrier.wait(60)  # both processes start appending together, so their appends really interleave
     for i in range(n):
         assert audit.record("analysis", study_uid=str(i)) is not None
 
 
 def test_two_processes_appending_leave_one_chain(folder):
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(folder), 50)) for _ in range(2)]
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(str(folder), 50, barrier)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    assert [e["seq"] for e in audit.read()] == list(range(1, 101))
+    entries = audit.read()
+    assert [e["seq"] for e in entries] == list(range(1, 101))
     assert audit.verify().ok, audit.verify().line()
+    assert len({e["study"] for e in entries}) == 50  # each process wrote studies "0".."49"
 
 
 def test_a_failed_append_warns_and_goes_on(tmp_path, monkeypatch, caplog):
@@ -214,6 +218,9 @@ def test_cli_analyze_audits_without_identifiers_and_verify_exit_codes(model_dir,
     assert [json.loads(line)["seq"] for line in listing.stdout.splitlines()] == [e["seq"] for e in entries]
     readable = run_medkd("audit", "--since", "2000-01-01", env=env)
     assert readable.returncode == 0 and "analysis" in readable.stdout
+    assert run_medkd("audit", "--since", "2999-01-01", env=env).stdout == ""
+    bad_date = run_medkd("audit", "--since", "yesterday", env=env)
+    assert bad_date.returncode == 2 and bad_date.stderr.startswith("error: --since")
     (audit_folder / "head.json").unlink()
     bad = run_medkd("audit", "verify", env=env)
     assert bad.returncode == 1 and len(bad.stdout.strip().splitlines()) == 1 and "seq" in bad.stdout
