@@ -192,6 +192,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"  macro-F1 {result['macro_f1']:.4f}  95% CI [{ci['macro_f1'][0]:.4f}, {ci['macro_f1'][1]:.4f}]")
     if result["auc"] is not None:
         print(f"  AUC (one-vs-rest) {result['auc']:.4f}")
+    print(f"  calibration (T = {result['temperature']:g}): ECE {result['ece']:.4f} (uncalibrated "
+          f"{result['ece_uncalibrated']:.4f}), NLL {result['nll']:.4f}, Brier {result['brier']:.4f}")
     for name, sub in result.get("subsets", {}).items():
         print(f"  {name}: accuracy {sub['accuracy']:.4f} (n = {sub['n']})")
     for src, r in result["by_source"].items():

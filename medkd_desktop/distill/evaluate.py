@@ -15,7 +15,7 @@ import torch
 from ..models.card import ModelCard
 from ..models.preprocess import InputSpec, normalize
 from .data import CachedSplit, read_manifest
-from .metrics import classification_metrics
+from .metrics import calibration_metrics, classification_metrics
 
 
 def autocast(device: torch.device, precision: str):
@@ -25,17 +25,28 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, spec: InputSpec, device: torch.device,
-                  batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
-    """Softmax probabilities for cached [0, 1] images ``x`` (N, C, S, S)."""
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, spec: InputSpec, device: torch.device,
+                   batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+    """Logits (float32) for cached [0, 1] images ``x`` (N, C, S, S): what temperature scaling is fitted on."""
     model.eval()
-    probs = []
+    out = []
     for i in range(0, x.shape[0], batch_size):
         xb = normalize(x[i:i + batch_size].float(), spec).to(device)
         with autocast(device, precision):
             logits = model(xb)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
-    return torch.cat(probs).numpy()
+        out.append(logits.float().cpu())
+    return torch.cat(out).numpy()
+
+
+def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T), as the engine computes it for a card's temperature."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)) / temperature, 1).numpy()
+
+
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, spec: InputSpec, device: torch.device,
+                  batch_size: int = 64, precision: str = "fp32", temperature: float = 1.0) -> np.ndarray:
+    """Softmax probabilities (of logits / *temperature*) for cached [0, 1] images ``x`` (N, C, S, S)."""
+    return softmax_t(predict_logits(model, x, spec, device, batch_size, precision), temperature)
 
 
 def subset_masks(split: CachedSplit, subsets: dict[str, dict[str, str]]) -> dict[str, np.ndarray]:
@@ -50,11 +61,17 @@ def subset_masks(split: CachedSplit, subsets: dict[str, dict[str, str]]) -> dict
 
 
 def evaluate_split(model: torch.nn.Module, split: CachedSplit, spec: InputSpec, device: torch.device,
-                   subsets: dict[str, dict[str, str]] | None = None, n_boot: int = 1000) -> dict[str, Any]:
-    prob = predict_proba(model, split.x, spec, device)
-    return classification_metrics(split.y.numpy(), prob, split.classes,
-                                  sources=[s.source for s in split.samples],
-                                  subsets=subset_masks(split, subsets or {}), n_boot=n_boot)
+                   subsets: dict[str, dict[str, str]] | None = None, n_boot: int = 1000,
+                   temperature: float = 1.0) -> dict[str, Any]:
+    """Metrics of softmax(logits / *temperature*) (the card's calibration; 1: none), with ECE, NLL
+    and Brier before and after it: the temperature never changes a prediction, only confidences."""
+    logits = predict_logits(model, split.x, spec, device)
+    prob = softmax_t(logits, temperature)
+    y = split.y.numpy()
+    out = classification_metrics(y, prob, split.classes, sources=[s.source for s in split.samples],
+                                 subsets=subset_masks(split, subsets or {}), n_boot=n_boot)
+    out.update(calibration_metrics(y, prob, softmax_t(logits)), temperature=temperature)
+    return out
 
 
 def evaluate_card(card: ModelCard, model: torch.nn.Module, manifest: Path, split: str | None,
@@ -64,4 +81,4 @@ def evaluate_card(card: ModelCard, model: torch.nn.Module, manifest: Path, split
         raise ValueError(f"no rows{' in split ' + split if split else ''} in {manifest}")
     data = CachedSplit(samples, card.classes, card.input, cache_dir)
     subsets = card.training.get("config", {}).get("subsets", {})
-    return evaluate_split(model, data, card.input, device, subsets, n_boot=n_boot)
+    return evaluate_split(model, data, card.input, device, subsets, n_boot=n_boot, temperature=card.temperature)

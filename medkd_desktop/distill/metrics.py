@@ -123,3 +123,50 @@ def paired_difference(y: Sequence[int], prob_a: np.ndarray, prob_b: np.ndarray, 
     ci = np.percentile(boots, [2.5, 97.5], axis=0)
     return {"accuracy": acc, "accuracy_ci": [float(ci[0, 0]), float(ci[1, 0])],
             "macro_f1": f1, "macro_f1_ci": [float(ci[0, 1]), float(ci[1, 1])]}
+
+
+# --------------------------------------------------------------------------------- calibration
+# Why beside the accuracy metrics and not in trust/: `medkd evaluate` (distill) reports them, and
+# distill may not import trust (they are sibling layers). trust.calibration fits the temperature.
+
+def expected_calibration_error(y: Sequence[int], prob: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of the top-class confidence over *n_bins* equal-width bins of (0, 1] (Guo et al. 2017,
+    eq. 3; 15 bins as there): sum over bins of |accuracy - mean confidence| weighted by the share
+    of images in the bin. A bin holds confidences in (lo, hi]."""
+    y = np.asarray(y, dtype=int)
+    prob = np.asarray(prob, dtype=np.float64)
+    conf = prob.max(1)
+    correct = prob.argmax(1) == y
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        total += m.sum() / y.size * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def negative_log_likelihood(y: Sequence[int], prob: np.ndarray, eps: float = 1e-12) -> float:
+    """Mean -log p(true class); *eps* keeps a confidently wrong float16-rounded 0 finite."""
+    y = np.asarray(y, dtype=int)
+    prob = np.asarray(prob, dtype=np.float64)
+    return float(-np.mean(np.log(np.clip(prob[np.arange(y.size), y], eps, None))))
+
+
+def brier_score(y: Sequence[int], prob: np.ndarray) -> float:
+    """Multi-class Brier score (Brier 1950): mean over images of sum_k (p_k - [y = k])^2, in [0, 2]."""
+    y = np.asarray(y, dtype=int)
+    prob = np.asarray(prob, dtype=np.float64)
+    onehot = np.eye(prob.shape[1])[y]
+    return float(np.mean(np.sum((prob - onehot) ** 2, axis=1)))
+
+
+def calibration_metrics(y: Sequence[int], prob: np.ndarray, prob_uncalibrated: np.ndarray,
+                        n_bins: int = 15) -> dict[str, float]:
+    """ECE, NLL and Brier of the calibrated probabilities, and the ECE/NLL before calibration."""
+    return {
+        "ece": expected_calibration_error(y, prob, n_bins),
+        "ece_uncalibrated": expected_calibration_error(y, prob_uncalibrated, n_bins),
+        "nll": negative_log_likelihood(y, prob),
+        "nll_uncalibrated": negative_log_likelihood(y, prob_uncalibrated),
+        "brier": brier_score(y, prob),
+    }

@@ -35,6 +35,12 @@ class ModelResult:
     #: 002 layer-by-layer strip: (stage name, average feature map in [0, 1]) shallow -> deep
     feature_maps: list[tuple[str, np.ndarray]] = field(default_factory=list)
     test_accuracy: float | None = None  # from the model card
+    #: softmax(logits) before the card's temperature; ``probabilities`` is softmax(logits / T)
+    #: (trust.calibration, Guo et al. 2017), which the window and the reports show. Kept for the JSON
+    #: so an auditor can see what calibration changed. None: not computed (a hand-made result).
+    probabilities_uncalibrated: np.ndarray | None = None
+    calibrated: bool = False  # the card holds a fitted temperature
+    temperature: float = 1.0
 
     @property
     def predicted_index(self) -> int:
@@ -50,6 +56,10 @@ class ModelResult:
             "name": self.name,
             "probabilities": {c: float(p) for c, p in zip(self.classes, self.probabilities)},
             "predicted": self.predicted,
+            "calibrated": self.calibrated,
+            "temperature": self.temperature,
+            **({"probabilities_uncalibrated": dict(zip(self.classes, map(float, self.probabilities_uncalibrated)))}
+               if self.probabilities_uncalibrated is not None else {}),
             "latency_ms": round(self.latency_ms, 2),
             "explain_ms": {m: round(s * 1000, 1) for m, s in self.explain_seconds.items()},
             "test_accuracy": self.test_accuracy,

@@ -370,11 +370,13 @@ class Engine:
         if s_in.shape != t_in.shape:
             warnings.append("Teacher and student see differently rendered images; the student's heatmaps are "
                             "placed on the teacher's image.")
-        t_probs, t_ms = steps.run("teacher_forward", "teacher prediction", lambda: self._forward(teacher, t_in, steps))
-        s_probs, s_ms = steps.run("student_forward", "student prediction", lambda: self._forward(student, s_in, steps))
+        t_probs, t_raw, t_ms = steps.run("teacher_forward", "teacher prediction",
+                                         lambda: self._forward(teacher, t_in, steps))
+        s_probs, s_raw, s_ms = steps.run("student_forward", "student prediction",
+                                         lambda: self._forward(student, s_in, steps))
 
-        t_res = self._result("teacher", t_card, t_probs, t_ms)
-        s_res = self._result("student", s_card, s_probs, s_ms)
+        t_res = self._result("teacher", t_card, t_probs, t_raw, t_ms)
+        s_res = self._result("student", s_card, s_probs, s_raw, s_ms)
         runs = ((teacher, t_in, t_res, t_probs), (student, s_in, s_res, s_probs))
         applies = _explain_module().list_methods
         for method in overlay_methods:
@@ -455,9 +457,13 @@ class Engine:
             boxes = [input_box(image.shape[:2], spec)]
         return _Inputs(tensor=tensor.to(self._device), boxes=boxes, image=image, card=card)
 
-    def _forward(self, model: torch.nn.Module, inputs: _Inputs, steps: _Steps) -> tuple[np.ndarray, float]:
-        """Softmax probabilities of every input and the forward time in ms (batch 1 or tile batches)."""
-        probs = []
+    def _forward(self, model: torch.nn.Module, inputs: _Inputs, steps: _Steps
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Calibrated probabilities softmax(logits / T) of every input (T: the card's temperature,
+        Guo et al. 2017; 1 for an uncalibrated card), the plain softmax(logits), and the forward
+        time in ms (batch 1 or tile batches). T never changes the predicted class."""
+        temperature = inputs.card.temperature
+        probs, raw = [], []
         elapsed = 0.0
         with torch.inference_mode():
             for i in range(0, inputs.tensor.shape[0], TILE_BATCH):
@@ -468,15 +474,21 @@ class Engine:
                 logits = model(batch)
                 self._sync()
                 elapsed += time.perf_counter() - t0
-                probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return np.concatenate(probs, axis=0), elapsed * 1000.0
+                logits = logits.float()
+                probs.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+                raw.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(probs, axis=0), np.concatenate(raw, axis=0), elapsed * 1000.0
 
     @staticmethod
-    def _result(role: str, card: ModelCard, tile_probs: np.ndarray, ms: float) -> ModelResult:
-        mean = tile_probs.mean(axis=0).astype(np.float64)
-        mean = mean / mean.sum()
+    def _result(role: str, card: ModelCard, tile_probs: np.ndarray, tile_raw: np.ndarray, ms: float) -> ModelResult:
+        def field(p: np.ndarray) -> np.ndarray:  # a tiled field: the mean over its tiles
+            mean = p.mean(axis=0).astype(np.float64)
+            return mean / mean.sum()
+
         return ModelResult(role=role, card_id=card.id, name=card.name or card.id, classes=list(card.classes),
-                           probabilities=mean, latency_ms=ms, test_accuracy=card.test_accuracy)
+                           probabilities=field(tile_probs), latency_ms=ms, test_accuracy=card.test_accuracy,
+                           probabilities_uncalibrated=field(tile_raw), calibrated=card.calibrated,
+                           temperature=card.temperature)
 
     @staticmethod
     def _mosaic_shape(inputs: _Inputs, map_shape: tuple[int, int]) -> tuple[int, int]:

@@ -69,6 +69,10 @@ class ModelCard:
     cpu_latency_ms: float | None = None  # batch 1, median; see `medkd bench inference`
     training: dict[str, Any] = field(default_factory=dict)  # method, loss params, epochs, seed, manifest sha256, command, config
     metrics: dict[str, Any] = field(default_factory=dict)  # test-split metrics (see distill.metrics)
+    #: Temperature scaling fitted on the val split (trust.calibration, Guo et al. 2017):
+    #: {"temperature", "fitted_on", "n", "nll_before", "nll_after", "ece_before", "ece_after"}.
+    #: Empty: uncalibrated (T = 1). Outside the sha256, which covers the weights only.
+    calibration: dict[str, Any] = field(default_factory=dict)
     provenance: str = ""
     caveats: list[str] = field(default_factory=list)
     license: str = ""
@@ -91,6 +95,18 @@ class ModelCard:
     @property
     def test_accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
+
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor before the softmax: every probability shown is softmax(logits / T)."""
+        t = float(self.calibration.get("temperature", 1.0))
+        if not t > 0:
+            raise ValueError(f"card {self.id}: calibration temperature must be > 0, got {t}")
+        return t
+
+    @property
+    def calibrated(self) -> bool:
+        return "temperature" in self.calibration
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -116,6 +116,9 @@ def _study_rows(study: Study, analysis: Analysis, show_identifiers: bool) -> lis
         rows.append(("Analysed frame", f"volume {vol + 1}, slice {z + 1}"))
     if analysis.n_tiles > 1:
         rows.append(("Tiles", f"{analysis.n_tiles} tiles analysed, probabilities averaged over the field"))
+    cal = [f"{r.role} T = {r.temperature:.2f}" for r in (analysis.teacher, analysis.student) if r.calibrated]
+    rows.append(("Probabilities", "calibrated by temperature scaling on the validation split ("
+                 + ", ".join(cal) + ")" if cal else "not calibrated (the model cards hold no temperature)"))
     for key, label in (("body_part", "Body part"), ("view_position", "View"), ("series_description", "Series"),
                        ("manufacturer", "Manufacturer")):
         if meta.get(key):

@@ -113,6 +113,8 @@ def test_probabilities_are_the_models_own_on_the_card_preprocessing(engine, regi
         with torch.no_grad():
             expected = torch.softmax(model(preprocess(study.frame().display(), card.input)[None]), 1)[0].numpy()
         np.testing.assert_allclose(res.probabilities, expected, atol=1e-5)
+        assert not res.calibrated  # no temperature in the card: the plain softmax, as before calibration
+        np.testing.assert_allclose(res.probabilities_uncalibrated, res.probabilities)
 
 
 def test_target_class_is_explained_by_both_models(engine, registry):
@@ -273,3 +275,28 @@ def test_tiled_field_analyses_every_tile_into_a_full_field_heatmap(engine, regis
     own = explain(model, x[0], "layercam", target=cls, card=card).to_frame((768, 768), card.input).map
     np.testing.assert_allclose(heat[:700, :700], own[:700, :700] * tile_probs[0, cls], atol=3e-3)
     assert a.teacher.feature_maps[0][1].shape[1] > a.teacher.feature_maps[0][1].shape[0]  # strip is the field, 4:3
+
+
+def test_a_card_temperature_scales_the_logits_before_the_softmax(tmp_path):
+    """Guo et al. 2017: the window, reports and JSON show softmax(logits / T); the plain softmax
+    stays in the result for the JSON. A card without calibration is tested above (T = 1)."""
+    t = 2.5
+    for role, seed in (("teacher", 0), ("student", 1)):
+        card = write_model(tmp_path, "brain-tumor-mri", role, "cnn5", SMALL_CNN5, MRI, GREY1, seed=seed)
+        if role == "student":
+            card.calibration = {"temperature": t, "fitted_on": "val", "n": 1}
+            card.save(card.path)
+    registry = ModelRegistry([tmp_path])
+    study = open_study(SAMPLES / "chest_xray_cr_pa_nema.dcm")
+    a = Engine(registry, "cpu").analyze(study, "brain-tumor-mri", [], strip=False)
+    card = registry.card("brain-tumor-mri", "student")
+    with torch.no_grad():
+        logits = registry.load(card, "cpu")(preprocess(study.frame().display(), card.input)[None])[0]
+    np.testing.assert_allclose(a.student.probabilities, torch.softmax(logits / t, 0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(a.student.probabilities_uncalibrated, torch.softmax(logits, 0).numpy(), atol=1e-5)
+    assert a.student.calibrated and a.student.temperature == t
+    assert not a.teacher.calibrated and a.teacher.temperature == 1.0
+    np.testing.assert_allclose(a.teacher.probabilities, a.teacher.probabilities_uncalibrated)
+    d = a.to_dict()
+    assert d["student"]["calibrated"] is True and d["teacher"]["calibrated"] is False
+    assert set(d["student"]["probabilities_uncalibrated"]) == set(MRI)
