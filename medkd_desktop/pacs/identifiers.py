@@ -7,14 +7,10 @@ same records for the same study.
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 
-import pydicom
 from pydicom.dataset import Dataset
 
-from ..studies.dicom_tags import patient_identifiers  # also keeps pydicom's own log lines out of ours
+from ..studies.dicom_tags import patient_identifiers, quiet_values  # also keeps pydicom's own log lines out of ours
 from .records import InstanceRef, SeriesRecord, StudyQuery, StudyRecord
 
 STUDY_RETURN_KEYS = ("StudyInstanceUID", "PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyTime",
@@ -83,30 +79,15 @@ def _int(ds: Dataset, key: str) -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def _lenient() -> Iterator[None]:
-    """A PACS answers with whatever its archive holds; pydicom's validation warnings about a
-    malformed value quote it (and log it), which for a date or a name must not happen."""
-    settings = pydicom.config.settings
-    mode = settings.reading_validation_mode
-    settings.reading_validation_mode = pydicom.config.IGNORE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        settings.reading_validation_mode = mode
-
-
 def from_json(item: dict) -> Dataset:
     """A QIDO-RS answer (DICOM JSON) as a dataset, without value warnings."""
-    with _lenient():
+    with quiet_values():
         return Dataset.from_json(item)
 
 
 def study_record(ds: Dataset) -> StudyRecord:
     patient = patient_identifiers(ds)
-    with _lenient():
+    with quiet_values():
         modalities = ds.get("ModalitiesInStudy") or ()
         if isinstance(modalities, str):
             modalities = modalities.split("\\")
@@ -121,7 +102,7 @@ def study_record(ds: Dataset) -> StudyRecord:
 
 
 def series_record(ds: Dataset) -> SeriesRecord:
-    with _lenient():
+    with quiet_values():
         return _series_record(ds)
 
 

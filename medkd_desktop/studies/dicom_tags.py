@@ -102,12 +102,8 @@ def patient_identifiers(ds: Dataset) -> PatientIdentifiers:
     Value validation is switched off meanwhile: pydicom's validation warnings quote the
     offending value and are also logged, which would put a malformed name in the log.
     """
-    settings = pydicom.config.settings
-    mode = settings.reading_validation_mode
-    settings.reading_validation_mode = pydicom.config.IGNORE
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_values():
             return PatientIdentifiers(
                 name=_text(ds.get("PatientName", "")),
                 patient_id=_text(ds.get("PatientID", "")),
@@ -115,6 +111,19 @@ def patient_identifiers(ds: Dataset) -> PatientIdentifiers:
             )
     except Exception:  # a malformed PN/DA value must not stop the image from opening
         return PatientIdentifiers()
+
+
+@contextmanager
+def quiet_values() -> Iterator[None]:
+    """pydicom's value validation off, and its warnings dropped, while values are read: those
+    warnings quote the malformed value (and are logged), which for a name or a date must not happen."""
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         settings.reading_validation_mode = mode
 

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from model_factory import blob_features
 
 from medkd_desktop.distill.attention import at_loss, attention_map, forward_with_map
 from medkd_desktop.models.architectures import create_arch
@@ -23,14 +24,8 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def _blob(corner: str, c=8, s=8, b=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.randn(b, c, s, s, generator=g)
-    h = s // 2
-    rows = slice(0, h) if corner[0] == "t" else slice(h, s)
-    cols = slice(0, h) if corner[1] == "l" else slice(h, s)
-    x[:, :, rows, cols] += 3.0
-    return x
+def _blob(corner: str, s: int = 8, seed: int = 0) -> torch.Tensor:
+    return blob_features(8, s, corner, seed=seed)
 
 
 def test_the_map_is_the_channel_mean_of_squares():
