@@ -72,22 +72,24 @@ def _os_user() -> str:
 
 
 def _salt(folder: Path) -> bytes:
-    """The installation's salt, made once (exclusive create: two first appends agree on one)."""
+    """The installation's salt, made once. Written whole to a temporary file, then linked into
+    place (which fails if another process got there first): two first appends agree on one salt,
+    and nobody ever reads a half-written one."""
     path = folder / SALT_NAME
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
+    if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return bytes.fromhex(path.read_text().strip())
-        salt = secrets.token_bytes(32)
-        with os.fdopen(fd, "w") as f:
-            f.write(salt.hex() + "\n")
+        tmp = folder / f".{SALT_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+        with open(tmp, "w") as f:
+            f.write(secrets.token_bytes(32).hex() + "\n")
             f.flush()
             os.fsync(f.fileno())
-        return salt
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process's salt is in place: use that one
+        finally:
+            tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())
 
 
 def study_hash(study_uid: str | None, folder: Path | None = None) -> str | None:
