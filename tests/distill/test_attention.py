@@ -16,12 +16,7 @@ from medkd_desktop.distill.attention import at_loss, attention_map, forward_with
 from medkd_desktop.models.architectures import create_arch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blob(corner: str, s: int = 8, seed: int = 0) -> torch.Tensor:

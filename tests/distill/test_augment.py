@@ -20,12 +20,7 @@ OLD_DEFAULT = {"hflip": True, "scale": [0.7, 1.0], "rotate": 10.0, "brightness":
 EVERYTHING = {**OLD_DEFAULT, "vflip": True, "rot90": True, "rotate": 180.0, "trivial": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _old_augment_batch(x, params, gen):

@@ -9,12 +9,7 @@ from torch import nn
 from medkd_desktop.distill.averaging import WeightAverage, ema_decay_at, weight_average
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net():

@@ -22,14 +22,7 @@ from medkd_desktop.models.outputs import ModelOutput
 ALL = ["ce", "dfkd", "fbce", "fbce_mse", "hdkd", "kd_kl"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine's cores are shared; these tensors are tiny anyway."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def out(logits, features=(), cls=None, dist=None) -> ModelOutput:

@@ -15,12 +15,7 @@ from medkd_desktop.distill.mixing import MixedBatch, cutmix_box, mix_batch, mixe
 from medkd_desktop.models.outputs import ModelOutput
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _labelled(b=8, s=16):

@@ -14,12 +14,7 @@ CLASSES = ["a", "b", "c"]
 SMALL = {"channels": [4, 4, 8, 8, 8]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cnn(seed):
