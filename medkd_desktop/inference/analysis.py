@@ -13,6 +13,50 @@ import numpy as np
 
 from ..models.geometry import PlacedMap
 
+#: A calibrated top probability below this is labelled uncertain. Since the probabilities are
+#: calibrated (trust.calibration), a top probability p means about p of such predictions were right
+#: on validation images: below 0.6, fewer than 6 in 10.
+UNCERTAIN_BELOW = 0.6
+
+
+@dataclass
+class OodResult:
+    """How far to trust that the input is the kind of image the model was trained on.
+
+    Two signals: the study-level *gate* (a DICOM of another modality or body part, a colour image
+    for a grey model: ``inference.pairing.mismatch_warning``), which flags whatever the score says,
+    and the feature-space *score* (``trust.ood``; higher: less like the training images) against its
+    threshold, fitted so that 95 % of the task's validation images pass.
+    """
+
+    score: float | None  # None: the model's card carries no OOD statistics
+    threshold: float | None
+    gate: str | None = None  # the study-level reason, when the study itself is not the model's kind
+
+    @property
+    def above_threshold(self) -> bool:
+        return self.score is not None and self.threshold is not None and self.score > self.threshold
+
+    @property
+    def in_distribution(self) -> bool:
+        return self.gate is None and not self.above_threshold
+
+    @property
+    def reason(self) -> str | None:
+        """Why the input was flagged, in a clinician's words; None when it was not."""
+        if self.gate:
+            return self.gate
+        if self.above_threshold:
+            return ("This image does not look like the images this model was trained on (its OOD score "
+                    f"{self.score:.1f} is above the threshold {self.threshold:.1f}); its prediction is not meaningful.")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": None if self.score is None else float(self.score),
+                "threshold": None if self.threshold is None else float(self.threshold),
+                "in_distribution": self.in_distribution,
+                **({"reason": self.reason} if self.reason else {})}
+
 
 @dataclass
 class ModelResult:
@@ -41,6 +85,8 @@ class ModelResult:
     probabilities_uncalibrated: np.ndarray | None = None
     calibrated: bool = False  # the card holds a fitted temperature
     temperature: float = 1.0
+    ood: OodResult | None = None  # None: not computed (a hand-made result)
+    at_chance: bool = False  # the card's test-accuracy CI reaches chance (ModelCard.at_chance)
 
     @property
     def predicted_index(self) -> int:
@@ -49,6 +95,14 @@ class ModelResult:
     @property
     def predicted(self) -> str:
         return self.classes[self.predicted_index]
+
+    @property
+    def uncertain(self) -> bool:
+        return float(self.probabilities[self.predicted_index]) < UNCERTAIN_BELOW
+
+    @property
+    def out_of_distribution(self) -> bool:
+        return self.ood is not None and not self.ood.in_distribution
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +114,9 @@ class ModelResult:
             "temperature": self.temperature,
             **({"probabilities_uncalibrated": dict(zip(self.classes, map(float, self.probabilities_uncalibrated)))}
                if self.probabilities_uncalibrated is not None else {}),
+            **({"ood": self.ood.to_dict()} if self.ood is not None else {}),
+            "at_chance": self.at_chance,
+            "uncertain": self.uncertain,
             "latency_ms": round(self.latency_ms, 2),
             "explain_ms": {m: round(s * 1000, 1) for m, s in self.explain_seconds.items()},
             "test_accuracy": self.test_accuracy,

@@ -55,13 +55,15 @@ import numpy as np
 import torch
 
 from ..models.card import ModelCard
+from ..models.features import logits_and_features
 from ..models.geometry import Box, PlacedMap, fit, input_box, resize_map, whole
 from ..models.preprocess import model_input_image, preprocess
 from ..models.registry import ModelPair, ModelRegistry
 from ..models.weights import ModelLoadError
 from ..studies.errors import StudyLoadError
 from ..studies.study import DisplayWindow, Study, StudyKind, windows_like
-from .analysis import Analysis, HeatmapAgreement, ModelResult
+from ..trust.ood import OodDetector, OodStatsError
+from .analysis import Analysis, HeatmapAgreement, ModelResult, OodResult
 from .errors import AnalysisCancelled, AnalysisError, IncompatibleStudyError, ModelUnavailableError
 from .pairing import mismatch_warning
 from .view_state import STRIP_METHOD
@@ -203,6 +205,7 @@ class Engine:
         self._device = _parse_device(device)
         self._lock = threading.RLock()
         self._warm = False
+        self._detectors: dict[tuple[str, str], OodDetector] = {}
 
     # -- device and models --------------------------------------------------------------
 
@@ -242,9 +245,23 @@ class Engine:
                     "A model of the chosen pair could not be built on this device; the log has details.",
                     detail=f"{type(exc).__name__}: {exc}",
                 ) from None
+            for card in (pair.teacher, pair.student):
+                self.detector(card)
             if not self._warm:
                 self._warm_up(models[1], pair.student)
             return models
+
+    def detector(self, card: ModelCard) -> OodDetector | None:
+        """The card's OOD statistics (verified against its sha256), cached; None when it has none."""
+        if not card.ood:
+            return None
+        key = (card.id, card.ood.get("sha256", ""))
+        if key not in self._detectors:
+            try:
+                self._detectors[key] = OodDetector.load(card.ood_path, card.ood.get("sha256"))
+            except OodStatsError as exc:
+                raise ModelUnavailableError(f"Model {card.id}: {exc}", detail=exc.detail or str(exc)) from None
+        return self._detectors[key]
 
     def methods_for(self, pair: ModelPair | str) -> list[str]:
         """Explanation methods that apply to both models of the pair (attention needs a transformer)."""
@@ -361,6 +378,7 @@ class Engine:
         # load, preprocess, two forwards, each method for both models, agreement, (strip)
         steps.total = 5 + 2 * len(overlay_methods) + int(strip)
         warnings = self._warnings(study, pair)
+        gate = mismatch_warning(study, pair.task, self.registry)
 
         teacher, student = steps.run("load_models", "models loaded", lambda: self.load_pair(pair))
         t_in, s_in = steps.run("preprocess", "image prepared",
@@ -370,13 +388,13 @@ class Engine:
         if s_in.shape != t_in.shape:
             warnings.append("Teacher and student see differently rendered images; the student's heatmaps are "
                             "placed on the teacher's image.")
-        t_probs, t_raw, t_ms = steps.run("teacher_forward", "teacher prediction",
-                                         lambda: self._forward(teacher, t_in, steps))
-        s_probs, s_raw, s_ms = steps.run("student_forward", "student prediction",
-                                         lambda: self._forward(student, s_in, steps))
+        t_probs, t_raw, t_ms, t_ood = steps.run("teacher_forward", "teacher prediction",
+                                                lambda: self._forward(teacher, t_in, steps, gate))
+        s_probs, s_raw, s_ms, s_ood = steps.run("student_forward", "student prediction",
+                                                lambda: self._forward(student, s_in, steps, gate))
 
-        t_res = self._result("teacher", t_card, t_probs, t_raw, t_ms)
-        s_res = self._result("student", s_card, s_probs, s_raw, s_ms)
+        t_res = self._result("teacher", t_card, t_probs, t_raw, t_ms, t_ood)
+        s_res = self._result("student", s_card, s_probs, s_raw, s_ms, s_ood)
         runs = ((teacher, t_in, t_res, t_probs), (student, s_in, s_res, s_probs))
         applies = _explain_module().list_methods
         for method in overlay_methods:
@@ -457,13 +475,17 @@ class Engine:
             boxes = [input_box(image.shape[:2], spec)]
         return _Inputs(tensor=tensor.to(self._device), boxes=boxes, image=image, card=card)
 
-    def _forward(self, model: torch.nn.Module, inputs: _Inputs, steps: _Steps
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    def _forward(self, model: torch.nn.Module, inputs: _Inputs, steps: _Steps, gate: str | None
+                 ) -> tuple[np.ndarray, np.ndarray, float, OodResult]:
         """Calibrated probabilities softmax(logits / T) of every input (T: the card's temperature,
-        Guo et al. 2017; 1 for an uncalibrated card), the plain softmax(logits), and the forward
-        time in ms (batch 1 or tile batches). T never changes the predicted class."""
-        temperature = inputs.card.temperature
-        probs, raw = [], []
+        Guo et al. 2017; 1 for an uncalibrated card), the plain softmax(logits), the forward time
+        in ms (batch 1 or tile batches) and the OOD result. T never changes the predicted class.
+
+        With OOD statistics the pass is ``forward_train`` (the same forward, with the stage outputs
+        hooked), so the score costs no second pass; a tiled field scores the mean over its tiles."""
+        card = inputs.card
+        detector = self.detector(card)
+        probs, raw, scores = [], [], []
         elapsed = 0.0
         with torch.inference_mode():
             for i in range(0, inputs.tensor.shape[0], TILE_BATCH):
@@ -471,16 +493,24 @@ class Engine:
                 batch = inputs.tensor[i:i + TILE_BATCH]
                 self._sync()
                 t0 = time.perf_counter()
-                logits = model(batch)
+                if detector is None:
+                    logits = model(batch)
+                else:
+                    logits, feats = logits_and_features(model, batch, detector.stages)
                 self._sync()
                 elapsed += time.perf_counter() - t0
                 logits = logits.float()
-                probs.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+                probs.append(torch.softmax(logits / card.temperature, dim=1).cpu().numpy())
                 raw.append(torch.softmax(logits, dim=1).cpu().numpy())
-        return np.concatenate(probs, axis=0), np.concatenate(raw, axis=0), elapsed * 1000.0
+                if detector is not None:
+                    scores.append(detector.score([f.cpu().numpy() for f in feats]))
+        ood = OodResult(score=float(np.concatenate(scores).mean()) if scores else None,
+                        threshold=None if detector is None else detector.threshold, gate=gate)
+        return np.concatenate(probs, axis=0), np.concatenate(raw, axis=0), elapsed * 1000.0, ood
 
     @staticmethod
-    def _result(role: str, card: ModelCard, tile_probs: np.ndarray, tile_raw: np.ndarray, ms: float) -> ModelResult:
+    def _result(role: str, card: ModelCard, tile_probs: np.ndarray, tile_raw: np.ndarray, ms: float,
+                ood: OodResult) -> ModelResult:
         def field(p: np.ndarray) -> np.ndarray:  # a tiled field: the mean over its tiles
             mean = p.mean(axis=0).astype(np.float64)
             return mean / mean.sum()
@@ -488,7 +518,7 @@ class Engine:
         return ModelResult(role=role, card_id=card.id, name=card.name or card.id, classes=list(card.classes),
                            probabilities=field(tile_probs), latency_ms=ms, test_accuracy=card.test_accuracy,
                            probabilities_uncalibrated=field(tile_raw), calibrated=card.calibrated,
-                           temperature=card.temperature)
+                           temperature=card.temperature, ood=ood, at_chance=card.at_chance)
 
     @staticmethod
     def _mosaic_shape(inputs: _Inputs, map_shape: tuple[int, int]) -> tuple[int, int]:

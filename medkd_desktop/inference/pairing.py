@@ -71,6 +71,10 @@ def mismatch_warning(study: Study, task: str, registry: ModelRegistry) -> str | 
     must never run silently.
     """
     info = task_info(registry, task)
+    part = study.metadata.body_part.strip().upper()
+    if info.body_parts and part and part not in info.body_parts:
+        return (f"This study is of the {part.lower()}, but the {task} models were trained on "
+                f"{info.trained_on or 'other images'}; their output means nothing for it.")
     if study.modality in info.modalities:
         return None
     trained_on = info.trained_on or f"the {task} data"

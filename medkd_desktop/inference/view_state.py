@@ -83,13 +83,15 @@ class ViewState:
     ``overlay_visible``, ``window`` (the gray window/level now applied), ``invert`` (the user's
     inversion toggle, on top of the study's own MONOCHROME1 inversion), ``cursor`` (image
     x, y under the mouse), ``show_identifiers``, ``analysis`` (the result for the shown
-    frame) and ``strip_role`` (whose feature maps the layer strip shows).
+    frame), ``strip_role`` (whose feature maps the layer strip shows) and ``reveal`` (the user
+    asked to see predictions withheld because the image looks out of distribution; reset with
+    every new analysis).
     """
 
     FIELDS = (
         "study", "volume", "slice", "task", "method", "target", "opacity", "colormap", "threshold",
         "contour", "overlay_visible", "window", "invert", "cursor", "show_identifiers", "analysis",
-        "strip_role",
+        "strip_role", "reveal",
     )
 
     def __init__(self) -> None:
@@ -99,6 +101,7 @@ class ViewState:
             "opacity": DEFAULT_OPACITY, "colormap": DEFAULT_COLORMAP, "threshold": 0.0, "contour": False,
             "overlay_visible": True, "window": None, "invert": False, "cursor": None,
             "show_identifiers": False, "analysis": None, "strip_role": "teacher",
+            "reveal": False,
         }
 
     # -- plumbing -------------------------------------------------------------------------
@@ -288,7 +291,17 @@ class ViewState:
 
     @analysis.setter
     def analysis(self, value) -> None:
+        if value is not self._v["analysis"]:
+            self._set("reveal", False)  # a withheld prediction is revealed for one analysis only
         self._set("analysis", value)
+
+    @property
+    def reveal(self) -> bool:
+        return self._v["reveal"]
+
+    @reveal.setter
+    def reveal(self, value: bool) -> None:
+        self._set("reveal", bool(value))
 
     def heatmap(self, role: str) -> PlacedMap | None:
         """The shown method's heatmap of *role*, or None when there is none yet.

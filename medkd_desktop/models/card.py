@@ -35,10 +35,14 @@ class TaskInfo:
     modalities: tuple[str, ...] = ()  # study modality hints the task is proposed for (studies.MODALITIES)
     study_kinds: tuple[str, ...] = ()  # StudyKind values its models can read; empty: any
     colour: bool | None = None  # True: colour images, False: grey-scale, None: either (e.g. rendered fMRI)
+    #: DICOM BodyPartExamined values the task accepts (e.g. CHEST); empty: any. A DICOM naming another
+    #: body part is flagged as out of distribution before any score is read.
+    body_parts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["modalities"], d["study_kinds"] = list(self.modalities), list(self.study_kinds)
+        d["modalities"], d["study_kinds"], d["body_parts"] = map(list, (self.modalities, self.study_kinds,
+                                                                          self.body_parts))
         return d
 
     @classmethod
@@ -47,7 +51,7 @@ class TaskInfo:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown task_info keys: {', '.join(unknown)}")
-        for key in ("modalities", "study_kinds"):
+        for key in ("modalities", "study_kinds", "body_parts"):
             d[key] = tuple(d.get(key, ()))
         return cls(**d)
 
@@ -73,6 +77,10 @@ class ModelCard:
     #: {"temperature", "fitted_on", "n", "nll_before", "nll_after", "ece_before", "ece_after"}.
     #: Empty: uncalibrated (T = 1). Outside the sha256, which covers the weights only.
     calibration: dict[str, Any] = field(default_factory=dict)
+    #: Out-of-distribution score (trust.ood), fitted on train with its threshold on val:
+    #: {"file", "sha256", "score", "stages", "threshold", ...}. The statistics file lies beside the
+    #: weights and is refused when its sha256 differs. Empty: the model carries no OOD score.
+    ood: dict[str, Any] = field(default_factory=dict)
     provenance: str = ""
     caveats: list[str] = field(default_factory=list)
     license: str = ""
@@ -103,6 +111,25 @@ class ModelCard:
         if not t > 0:
             raise ValueError(f"card {self.id}: calibration temperature must be > 0, got {t}")
         return t
+
+    @property
+    def chance_accuracy(self) -> float | None:
+        """The test accuracy of always answering the most frequent class: what "chance" means here."""
+        support = [c.get("support", 0) for c in (self.metrics.get("per_class") or {}).values()]
+        return max(support) / sum(support) if support and sum(support) else None
+
+    @property
+    def at_chance(self) -> bool:
+        """The test accuracy's 95 % CI reaches chance: the model is not shown to beat a constant answer."""
+        ci = (self.metrics.get("ci") or {}).get("accuracy")
+        chance = self.chance_accuracy
+        return ci is not None and chance is not None and ci[0] <= chance
+
+    @property
+    def ood_path(self) -> Path | None:
+        if not self.ood or self.path is None:
+            return None
+        return self.path.parent / self.ood["file"]
 
     @property
     def calibrated(self) -> bool:

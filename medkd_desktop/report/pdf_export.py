@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from ..explain import method_label
 from ..explain.overlay import DEFAULT_STYLE, OverlayStyle
 from ..inference.analysis import Analysis, ModelResult
+from ..inference.trust_notes import notes
 from ..models.card import ModelCard
 from ..models.card_summary import card_summary
 from ..models.registry import ModelPair
@@ -168,6 +169,17 @@ def _bars(fig: Figure, rect: Sequence[float], res: ModelResult, title: str) -> N
         ax.spines[side].set_visible(False)
 
 
+def _ood_line(res: ModelResult) -> str:
+    """One model's out-of-distribution figure (trust.ood), as the PDF states it."""
+    ood = res.ood
+    if ood is None or ood.score is None:
+        where = "no out-of-distribution score (the model card holds no statistics)"
+    else:
+        where = (f"OOD score {ood.score:.1f}, threshold {ood.threshold:.1f} "
+                 f"({'ABOVE: not like its training images' if ood.above_threshold else 'like its training images'})")
+    return where + ("; the study itself is not of the kind it was trained on" if ood is not None and ood.gate else "")
+
+
 def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifiers: bool) -> None:
     fig.text(LEFT, 0.935, f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')}", fontsize=8.5, color="#555555")
     fig.text(LEFT, 0.905, "\n".join(wrap(DISCLAIMER_LONG, _points(RIGHT - LEFT - 0.02), 8.5)), fontsize=8.5,
@@ -195,6 +207,11 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     for x, res, title in zip(left, (analysis.teacher, analysis.student), titles):
         _bars(fig, [x, top - height, right, height], res, title)
     col.y = top - height - 0.03
+    col.heading("How far to trust these predictions")
+    for res in (analysis.teacher, analysis.student):
+        col.line(f"{res.role.capitalize()}: {_ood_line(res)}", color=RED if res.out_of_distribution else None)
+    for note in notes(analysis):
+        col.line(f"• {note.text}", color=RED)
     col.heading("Heatmap agreement (teacher vs student)")
     if analysis.agreement:
         pad = max(len(method_label(m)) for m in analysis.agreement)

@@ -51,6 +51,7 @@ from .model_bar import ModelBar, short_name
 from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
 from .settings import DEVICES, Settings
 from .study_header import StudyHeader
+from .trust_banner import TrustBanner
 from .viewers import SyncedViewers
 from .worker import Worker
 
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
         self.banner.setVisible(False)
+        self.trust_banner = TrustBanner(s)
 
         # centre: viewers + strip | side panel ------------------------------------------------
         self.viewers = SyncedViewers(s)
@@ -185,6 +187,7 @@ class MainWindow(QMainWindow):
         cv.addWidget(self.model_bar)
         cv.addWidget(self.study_header)
         cv.addWidget(self.banner)
+        cv.addWidget(self.trust_banner)
         cv.addWidget(splitter, 1)
         self.setCentralWidget(central)
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..explain.overlay import colormap_table, lut_index
+from ..inference.trust_notes import notes, withheld
 from ..inference.view_state import ViewState
 from .labels import method_label
 
@@ -120,6 +121,9 @@ class PredictionsPanel(QWidget):
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setWordWrap(True)
         self.badge.setProperty("agree", "none")
+        self.trust = QLabel("")  # chance-level and uncertain labels (trust_notes)
+        self.trust.setObjectName("trustNotes")
+        self.trust.setWordWrap(True)
         self.figures = QLabel("")
         self.figures.setObjectName("agreementFigures")
         self.figures.setTextFormat(Qt.TextFormat.RichText)
@@ -131,12 +135,14 @@ class PredictionsPanel(QWidget):
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(6)
         layout.addWidget(self.badge)
+        layout.addWidget(self.trust)
         layout.addWidget(legend)
         layout.addWidget(self.bars)
         layout.addWidget(self.figures)
         layout.addWidget(self.latency)
         state.events.analysis.connect(lambda _: self.refresh())
         state.events.method.connect(lambda _: self.refresh())
+        state.events.reveal.connect(lambda _: self.refresh())
         self.refresh()
 
     def refresh(self) -> None:
@@ -144,12 +150,21 @@ class PredictionsPanel(QWidget):
         if a is None:
             self.bars.set_data([], None, None)
             self._badge("none", "No analysis yet")
+            self.trust.setText("")
             self.figures.setText("")
             self.latency.setText("")
             return
         t, s = a.teacher, a.student
-        self.bars.set_data(t.classes, np.asarray(t.probabilities), np.asarray(s.probabilities))
-        if a.same_class:
+        hidden = withheld(a) and not self.state.reveal
+        self.trust.setText("\n".join(f"⚠ {n.text}" for n in notes(a) if n.kind != "ood"))
+        self.trust.setVisible(bool(self.trust.text()))
+        if hidden:
+            self.bars.set_data(t.classes, None, None)
+        else:
+            self.bars.set_data(t.classes, np.asarray(t.probabilities), np.asarray(s.probabilities))
+        if hidden:
+            self._badge("none", "Prediction withheld: the image does not look like the models' training images")
+        elif a.same_class:
             self._badge("yes", f"Models agree: {t.predicted}")
         else:
             self._badge("no", f"Models disagree: teacher {t.predicted}, student {s.predicted}")
