@@ -216,15 +216,56 @@ def test_a_folder_of_bad_files_exits_2_and_still_writes_the_summary(medkd, tmp_p
     (["--batch", "{tmp}/docs", "--task", "cxr-covid", "--slice", "3"], "--slice applies to one study"),
     (["--batch", "{tmp}/docs", "--task", "nope"], "No models are installed for task 'nope'"),
     (["{tmp}/docs/README.md", "--exports"], "--exports applies to --batch"),
+    (["--batch", "{tmp}/out", "--task", "cxr-covid"], "--out must not be the batch folder"),
 ])
 def test_bad_batch_requests_exit_2_with_one_line(medkd, tmp_path, args, message):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "README.md").write_text("# nothing to analyse\n")
+    if "{tmp}/out" in args:
+        (tmp_path / "out").mkdir()
     code, stdout, stderr = medkd("analyze", *[a.format(tmp=tmp_path) for a in args], "--out", tmp_path / "out")
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+
+
+def test_a_study_the_pair_cannot_analyse_is_an_error_row(medkd, tmp_path, monkeypatch):
+    """An analysis failure (the pair cannot read the study) and an unexpected error while opening
+    one study each fail that study only; both are audited by class name."""
+    from medkd_desktop.inference import batch
+    from medkd_desktop.inference.engine import Engine, IncompatibleStudyError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, image in zip(("a.jpg", "b.jpg", "c.jpg"), test_images("cxr-covid", 3)):
+        shutil.copy(image, src / name)
+    real_analyze, real_open = Engine.analyze, batch.open_study
+
+    def analyze(self, study, *args, **kwargs):
+        if study.source.name == "b.jpg":
+            raise IncompatibleStudyError("The chest models cannot read this study.")
+        return real_analyze(self, study, *args, **kwargs)
+
+    def open_study(path, **kwargs):
+        if Path(path).name == "c.jpg":
+            raise RuntimeError(f"reader bug at {path}")
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(Engine, "analyze", analyze)
+    monkeypatch.setattr(batch, "open_study", open_study)
+    monkeypatch.setenv("MEDKD_AUDIT_DIR", str(tmp_path / "audit"))
+    code, stdout, stderr = medkd("analyze", "--batch", src, "--task", "cxr-covid", "--out", tmp_path / "out", "--json")
+    assert code == 3
+    lines = {x["path"]: x for x in map(json.loads, stdout.splitlines())}
+    assert lines["a.jpg"]["errors"] == {} and lines["a.jpg"]["teacher"] is not None
+    assert lines["b.jpg"]["errors"] == {"analysis": "The chest models cannot read this study."}
+    assert set(lines["c.jpg"]["errors"]) == {"analysis"} and "unexpected error" in lines["c.jpg"]["errors"]["analysis"]
+    assert "reader bug" not in stdout + stderr  # the library's text stays out of the outputs
+    assert "error: b.jpg: The chest models cannot read this study." in stderr.splitlines()
+    entries = [json.loads(x) for x in (tmp_path / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert [(e["result"], e.get("error")) for e in entries if e["event"] == "analysis"] == [
+        ("ok", None), ("error", "IncompatibleStudyError"), ("error", "RuntimeError")]
 
 
 def test_an_interrupted_batch_leaves_a_readable_partial_summary(medkd, tmp_path, monkeypatch):

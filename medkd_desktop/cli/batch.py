@@ -47,6 +47,8 @@ def _check_args(args: argparse.Namespace) -> Path:
     if not root.is_dir():
         raise UserError(f"the batch folder {root} does not exist" if not root.exists()
                         else f"--batch needs a folder; {root} is a file (analyse it without --batch)")
+    if Path(args.out).resolve() == root.resolve():  # its exports would be read as studies next time
+        raise UserError("--out must not be the batch folder itself; choose a new folder (it may lie inside it)")
     return root
 
 

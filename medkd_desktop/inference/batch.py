@@ -304,6 +304,12 @@ class BatchRunner:
             out.pair = job.pair
             out.warnings = list(dict.fromkeys([*out.warnings, *out.analysis.warnings]))
             return out
+        except Exception as exc:  # a reader or session bug must not end a batch of thousands
+            log.warning("batch: unexpected %s while analysing a study", type(exc).__name__)  # the text may hold a path
+            out.analysis = None
+            out.stage, out.exception = "analysis", exc
+            out.error = "The study could not be analysed because of an unexpected error; the log has details."
+            return out
         finally:
             self.session.study = None  # the next study replaces it; its pixels are not kept
             out.seconds = time.perf_counter() - t0
