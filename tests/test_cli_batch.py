@@ -217,6 +217,7 @@ def test_a_folder_of_bad_files_exits_2_and_still_writes_the_summary(medkd, tmp_p
     (["--batch", "{tmp}/docs", "--task", "nope"], "No models are installed for task 'nope'"),
     (["{tmp}/docs/README.md", "--exports"], "--exports applies to --batch"),
     (["--batch", "{tmp}/out", "--task", "cxr-covid"], "--out must not be the batch folder"),
+    (["--task", "cxr-covid"], "give a study PATH, or --batch DIR"),
 ])
 def test_bad_batch_requests_exit_2_with_one_line(medkd, tmp_path, args, message):
     (tmp_path / "docs").mkdir()

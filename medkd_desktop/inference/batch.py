@@ -378,7 +378,8 @@ class TriageRow:
         teacher, student = line.get("teacher"), line.get("student")
         if not (isinstance(teacher, dict) and isinstance(student, dict)):
             return row
-        row.teacher_predicted, row.student_predicted = str(teacher.get("predicted", "")), str(student.get("predicted", ""))
+        row.teacher_predicted = str(teacher.get("predicted", ""))
+        row.student_predicted = str(student.get("predicted", ""))
         row.disagree = row.teacher_predicted != row.student_predicted
         pearson = _number((line.get("agreement") or {}).get("pearson"))
         row.heatmap_disagreement = None if pearson is None else 1.0 - pearson
