@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import batch
 from .audit import audit_analyze, audit_failure
 from .common import (
     EXIT_PARTIAL,
@@ -83,6 +84,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from ..report import analysis_json, export_analysis
 
     style = _overlay_style(args)
+    if args.batch is not None:
+        return batch.run_batch(args, style)
+    if args.path is None:
+        raise UserError("give a study PATH, or --batch DIR to analyse a folder of studies")
+    if args.exports:
+        raise UserError("--exports applies to --batch (a single analysis always writes its files)")
     with audit_failure("analysis"):
         analysis, study, pair, out_dir = _analyse(args, [args.method])
     written = export_analysis(analysis, study, pair, out_dir, args.method, style=style, pdf=not args.no_pdf,
@@ -160,12 +167,15 @@ def _class_name(args: argparse.Namespace) -> str | None:
 
 def add_parsers(sub: Any) -> argparse.ArgumentParser:
     """Returns `analyze`'s parser, which the PACS commands extend with --send-to."""
-    an = sub.add_parser("analyze", help="teacher and student on one study: predictions, heatmaps, report files")
-    an.add_argument("path", help="DICOM file or series folder, NIfTI, PNG/JPEG/TIFF")
-    an.add_argument("--task", help="model pair to use (default: proposed from the study's modality)")
+    an = sub.add_parser("analyze", help="teacher and student on one study (or a folder of them with --batch): "
+                        "predictions, heatmaps, report files")
+    an.add_argument("path", nargs="?", help="DICOM file or series folder, NIfTI, PNG/JPEG/TIFF")
+    an.add_argument("--task", help="model pair to use (default: proposed from the study's modality; "
+                    "required with --batch)")
     an.add_argument("--method", default="gradcam", help="explanation method (default gradcam)")
     an.add_argument("--target", help="class to explain in both models (default: each model's own prediction)")
-    an.add_argument("--out", required=True, help="folder for the PNG, JSON, PDF (and DICOM SC for DICOM input)")
+    an.add_argument("--out", required=True, help="folder for the PNG, JSON, PDF (and DICOM SC for DICOM input); "
+                    "with --batch: summary.csv (and with --exports one folder per study)")
     an.add_argument("--series", help="SeriesInstanceUID to open when a folder holds several")
     an.add_argument("--volume", type=int, help="volume / time point to analyse, from 1 (default 1)")
     an.add_argument("--slice", type=int, help="slice to analyse, from 1 (default: the middle one)")
@@ -173,7 +183,9 @@ def add_parsers(sub: Any) -> argparse.ArgumentParser:
     an.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF report")
     an.add_argument("--show-identifiers", dest="show_identifiers", action="store_true",
                     help="print patient name, ID and birth date in the PDF (hidden by default)")
-    an.add_argument("--json", action="store_true", help="print the analysis and the written files as JSON")
+    an.add_argument("--json", action="store_true", help="print the analysis and the written files as JSON "
+                    "(with --batch: one JSON line per study)")
+    batch.add_arguments(an)
     add_overlay_args(an)
     an.set_defaults(func=_cmd_analyze)
 
