@@ -7,12 +7,14 @@ set -u
 cd "$(dirname "$0")/.."
 method=${1:-gradcam}
 mkdir -p docs/screenshots
-shoot() {  # shoot TASK STUDY_PATH
+shoot() {  # shoot TASK STUDY_PATH [NAME [extra medkd-desktop options]]
   if [ ! -f "trained_models/$1/teacher.json" ] || [ ! -f "trained_models/$1/student.json" ]; then
     echo "skip $1: no bundled pair"; return
   fi
-  QT_QPA_PLATFORM=offscreen .venv/bin/medkd-desktop "$2" --task "$1" --method "$method" \
-    --screenshot "docs/screenshots/$1.png" && echo "wrote docs/screenshots/$1.png"
+  local task=$1 study=$2 name=${3:-$1}
+  shift $(( $# < 3 ? $# : 3 ))
+  QT_QPA_PLATFORM=offscreen .venv/bin/medkd-desktop "$study" --task "$task" --method "$method" "$@" \
+    --screenshot "docs/screenshots/$name.png" && echo "wrote docs/screenshots/$name.png"
 }
 samples=resources/samples
 # The bundled MR sample is an EPI mosaic series (a loader sample), not the contrast-enhanced slice
@@ -27,3 +29,5 @@ shoot histo-lc25000 $samples/histology_lung_adenocarcinoma_lc25000.jpg
 shoot brain-tumor-mri "$brain"
 shoot skin-ham10000 $samples/dermoscopy_melanoma_ham10000.jpg
 shoot fmri-asd $samples/fmri_amplitude_map_abide_nyu_0050957.nii.gz
+# Models ▸ Check faithfulness run before the shot: deletion/insertion AUC under the agreement figures.
+shoot brain-tumor-mri "$brain" faithfulness-brain-tumor-mri --faithfulness

@@ -1,9 +1,10 @@
-"""`medkd-desktop [PATH] [--task T] [--method M] [--screenshot FILE] [--device D]`.
+"""`medkd-desktop [PATH] [--task T] [--method M] [--screenshot FILE [--faithfulness]] [--device D]`.
 
 Why a screenshot mode: the docs, CI and a machine without a display (``make run`` on a server)
 need to see exactly what the window shows on a study — both overlays, the predictions panel —
 without anyone clicking. ``--screenshot`` opens PATH, runs the analysis in the worker as the
-window would, waits for it, renders the window offscreen at its default size and saves a PNG.
+window would, waits for it, renders the window offscreen at its default size and saves a PNG;
+``--faithfulness`` also runs "Check faithfulness" first, so the figures are in the picture.
 
 Exit status as for ``medkd``: 0 success, 2 bad input or a failed analysis (one line
 ``error: <message>`` on stderr, never a traceback), 1 for anything unexpected.
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="explanation method (gradcam, gradcam++, scorecam, layercam, ...)")
     p.add_argument("--screenshot", metavar="FILE", help="open PATH, analyse, save a PNG of the window and exit")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the models run (default: the setting)")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="with --screenshot: also run Check faithfulness before the screenshot")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -133,6 +136,8 @@ def screenshot(args: argparse.Namespace) -> int:
     QTimer.singleShot(SCREENSHOT_TIMEOUT_S * 1000, lambda: fail("the analysis did not finish in time"))
     if not outcome:
         loop.exec()
+    if args.faithfulness and "error" not in outcome:
+        _check_faithfulness(window, outcome)
     try:
         if "error" in outcome:
             print(f"error: {outcome['error']}", file=sys.stderr)
@@ -149,6 +154,26 @@ def screenshot(args: argparse.Namespace) -> int:
     finally:
         window.close()
         tmp.cleanup()
+
+
+def _check_faithfulness(window, outcome: dict[str, str]) -> None:
+    """Run the window's "Check faithfulness" and wait for its figures (``--faithfulness``)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    panel = window.faithfulness
+    loop = QEventLoop()
+
+    def fail(message: str) -> None:
+        outcome.setdefault("error", message)
+        loop.quit()
+
+    panel.check_finished.connect(lambda shown: loop.quit() if shown else fail(panel.model.message))
+    panel.check_failed.connect(fail)
+    if panel.start() is None:
+        outcome.setdefault("error", f"the faithfulness check cannot run: {panel.model.reason or 'already checked'}")
+        return
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_S * 1000, lambda: fail("the faithfulness check did not finish in time"))
+    loop.exec()
 
 
 if __name__ == "__main__":

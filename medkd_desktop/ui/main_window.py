@@ -46,6 +46,7 @@ from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
 from ..trust import audit
 from .controls import OverlayControls
+from .faithfulness import FaithfulnessPanel
 from .labels import method_label
 from .model_bar import ModelBar, short_name
 from .panels import STUDENT_COLOR, TEACHER_COLOR, LayerStrip, ModelCardDialog, PredictionsPanel, StudyPanel
@@ -152,6 +153,8 @@ class MainWindow(QMainWindow):
 
         self.controls = OverlayControls(s)
         self.predictions = PredictionsPanel(s)
+        self.faithfulness = FaithfulnessPanel(s, self.worker)  # "Check faithfulness", under the agreement figures
+        self.faithfulness.attach_below(self.predictions.figures)
         self.study_panel = StudyPanel(s)
         side = QWidget()
         side.setObjectName("sidePanel")
@@ -169,7 +172,7 @@ class MainWindow(QMainWindow):
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setMinimumWidth(340)
+        scroll.setMinimumWidth(356)  # 340 for the panels + a vertical scroll bar (Predictions may be long)
         scroll.setMaximumWidth(440)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -245,6 +248,8 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Models")
         self.act_cards = m.addAction("Model &cards…", self.show_model_cards)
         self.act_reanalyse = m.addAction("&Analyse again", lambda: self.request_analysis(force=True), QKeySequence("F5"))
+        self.act_faithfulness = self.faithfulness.action
+        m.addAction(self.act_faithfulness)
         dev = m.addMenu("&Device (applies at next start)")
         group = QActionGroup(self)
         for d in DEVICES:

@@ -281,6 +281,55 @@ class Worker(QObject):
         self._submit(job)
         return job_id
 
+    def run_cancellable(self, fn: Callable[[Callable[..., None], CancelFlag], Any]) -> int:
+        """Run ``fn(on_progress, cancel)`` (e.g. a faithfulness check on the engine) on the pool thread.
+
+        Like an analysis it reports ``progress(job, fraction, step)`` and stops at the engine's next
+        step once cancelled, by :meth:`cancel_job`, by :meth:`cancel` or by a newer analysis (which
+        queues behind it). Unlike one it never becomes the current analysis. ``task_done(job,
+        result)`` reports its result, ``task_failed(job, error)`` a failure, or ``AnalysisCancelled``
+        when it was cancelled (a result that raced past the cancel is dropped).
+        """
+        job_id = next(self._ids)
+        flag = CancelFlag()
+        with self._lock:
+            self._flags[job_id] = flag
+
+        def on_progress(*args: Any, **kwargs: Any) -> None:
+            fraction, text = _progress_args(args, kwargs)
+            self.bridge.progress.emit(job_id, fraction, text)
+
+        def job() -> None:
+            from ..inference.engine import AnalysisCancelled
+
+            try:
+                if flag.is_set():
+                    raise AnalysisCancelled()
+                self.bridge.progress.emit(job_id, 0.0, "starting")
+                result = fn(on_progress, flag)
+                if flag.is_set():
+                    raise AnalysisCancelled()
+            except Exception as exc:  # noqa: BLE001 - AnalysisCancelled included: the caller tells them apart
+                if not isinstance(exc, AnalysisCancelled):
+                    log.warning("background task failed: %s: %s", type(exc).__name__, exc)
+                self.bridge.task_failed.emit(job_id, exc)
+                return
+            finally:
+                with self._lock:
+                    self._flags.pop(job_id, None)
+            self.bridge.task_done.emit(job_id, result)
+
+        self._submit(job)
+        return job_id
+
+    def cancel_job(self, job_id: int) -> None:
+        """Ask one queued or running job (an analysis or a cancellable task) to stop."""
+        with self._lock:
+            flag = self._flags.get(job_id)
+            if flag is not None:
+                flag.set()
+                self._cancelled.add(job_id)
+
     def cancel(self) -> None:
         """Ask every queued or running analysis to stop at its next step."""
         with self._lock:

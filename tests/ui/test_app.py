@@ -21,6 +21,16 @@ def test_screenshot_renders_the_analysed_window_at_its_default_size(qtbot, model
         assert len(np.unique(half.reshape(-1, 3), axis=0)) > 500
 
 
+def test_screenshot_with_faithfulness_runs_the_check_first(qtbot, model_root, tmp_path, monkeypatch, capsys):
+    """``--faithfulness``: the check runs to its figures before the shot (a failed check exits 2)."""
+    monkeypatch.setenv("MEDKD_MODEL_DIRS", str(model_root))
+    out = tmp_path / "shot.png"
+    rc = main([str(SAMPLES / "chest_xray_cr_pa_nema.dcm"), "--screenshot", str(out), "--device", "cpu",
+               "--faithfulness"])
+    assert rc == 0, capsys.readouterr().err
+    assert out.is_file()
+
+
 def test_screenshot_of_a_corrupt_file_exits_2_with_one_line(qtbot, model_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEDKD_MODEL_DIRS", str(model_root))
     broken = tmp_path / "broken.dcm"
