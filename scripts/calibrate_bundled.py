@@ -4,7 +4,8 @@ Why a script and not a layer of the package: collecting a model's validation log
 distill's (cached splits, the one preprocessing path) and fitting T is trust's, and neither
 layer may import the other; only a script (or cli/bench) may use both.
 
-For each card: val logits -> T = argmin NLL(softmax(logits / T)) -> NLL and ECE (15 bins) on
+For each card: val logits -> T = argmin NLL(softmax(logits / T)), kept only when a 2-fold
+cross-validation on val says it lowers held-out NLL (trust.calibration.fit_checked) -> NLL and ECE (15 bins) on
 val before and after -> the card's ``calibration`` field. The weights, their sha256 and the
 test metrics are untouched (T never changes a prediction). Never fitted on `test`.
 
@@ -28,7 +29,7 @@ from medkd_desktop.distill.trainer import default_cache_dir
 from medkd_desktop.models.card import ROLES, ModelCard
 from medkd_desktop.models.registry import BUNDLED_DIR, ModelRegistry, load_model
 from medkd_desktop.paths import shared_data_dir
-from medkd_desktop.trust.calibration import fit_temperature
+from medkd_desktop.trust.calibration import fit_checked
 
 SPLIT = "val"
 
@@ -39,7 +40,7 @@ def calibrate_card(card: ModelCard, device: torch.device) -> dict:
     split = CachedSplit(read_manifest(manifest, card.input, SPLIT), card.classes, card.input, default_cache_dir())
     logits = predict_logits(load_model(card, device), split.x, card.input, device)
     y = split.y.numpy()
-    t = fit_temperature(logits, y)
+    t, gain = fit_checked(logits, y)
     before, after = softmax_t(logits), softmax_t(logits, t)
     return {
         "temperature": round(t, 4),
@@ -49,7 +50,9 @@ def calibrate_card(card: ModelCard, device: torch.device) -> dict:
         "nll_after": round(negative_log_likelihood(y, after), 4),
         "ece_before": round(expected_calibration_error(y, before), 4),
         "ece_after": round(expected_calibration_error(y, after), 4),
-        "method": "temperature scaling (Guo et al. 2017), NLL on val, T in [0.05, 20]",
+        "cv_nll_gain": round(gain, 4),
+        "method": "temperature scaling (Guo et al. 2017), NLL on val, T in [0.05, 20]; kept only if T fitted "
+                  "on each half of val lowers the other half's NLL (cv_nll_gain > 0), else T = 1",
         "manifest_sha256": card.training.get("manifest_sha256", ""),
     }
 

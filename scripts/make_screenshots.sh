@@ -31,3 +31,6 @@ shoot skin-ham10000 $samples/dermoscopy_melanoma_ham10000.jpg
 shoot fmri-asd $samples/fmri_amplitude_map_abide_nyu_0050957.nii.gz
 # Models ▸ Check faithfulness run before the shot: deletion/insertion AUC under the agreement figures.
 shoot brain-tumor-mri "$brain" faithfulness-brain-tumor-mri --faithfulness
+# Trust (issue #18): a chest film read by the brain models: the OOD banner, the prediction withheld.
+# (fmri-asd.png above shows the chance-level label.)
+shoot brain-tumor-mri $samples/chest_xray_covid_hannover.jpg ood-banner

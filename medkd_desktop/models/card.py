@@ -8,6 +8,7 @@ weights' sha256.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,30 @@ class TaskInfo:
         for key in ("modalities", "study_kinds", "body_parts"):
             d[key] = tuple(d.get(key, ()))
         return cls(**d)
+
+
+def majority_share(metrics: Mapping[str, Any]) -> float | None:
+    """Share of the test set in its most common class (from the confusion matrix), or None: the
+    accuracy of always giving the same answer, which is what "chance" means for a card."""
+    confusion = metrics.get("confusion")
+    matrix = confusion.get("matrix") if isinstance(confusion, dict) else None
+    try:
+        totals = [sum(int(v) for v in row) for row in matrix or []]
+    except (TypeError, ValueError):
+        return None
+    n = sum(totals)
+    return max(totals) / n if n > 0 else None
+
+
+def at_chance(metrics: Mapping[str, Any]) -> bool:
+    """The accuracy's 95 % CI (or the accuracy, without one) reaches :func:`majority_share`."""
+    share = majority_share(metrics)
+    acc = metrics.get("accuracy")
+    if share is None or not isinstance(acc, (int, float)):
+        return False
+    ci = (metrics.get("ci") or {}).get("accuracy")
+    low = ci[0] if isinstance(ci, (list, tuple)) and len(ci) == 2 and isinstance(ci[0], (int, float)) else acc
+    return low <= share
 
 
 @dataclass
@@ -113,17 +138,9 @@ class ModelCard:
         return t
 
     @property
-    def chance_accuracy(self) -> float | None:
-        """The test accuracy of always answering the most frequent class: what "chance" means here."""
-        support = [c.get("support", 0) for c in (self.metrics.get("per_class") or {}).values()]
-        return max(support) / sum(support) if support and sum(support) else None
-
-    @property
     def at_chance(self) -> bool:
         """The test accuracy's 95 % CI reaches chance: the model is not shown to beat a constant answer."""
-        ci = (self.metrics.get("ci") or {}).get("accuracy")
-        chance = self.chance_accuracy
-        return ci is not None and chance is not None and ci[0] <= chance
+        return at_chance(self.metrics or {})
 
     @property
     def ood_path(self) -> Path | None:

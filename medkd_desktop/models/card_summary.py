@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .card import INTENDED_USE, ModelCard
+from .card import INTENDED_USE, ModelCard, at_chance, majority_share
 
 #: Test-set metrics shown, in order: card key -> label.
 METRICS = {"accuracy": "Test accuracy", "macro_f1": "Test macro-F1", "auc": "Test AUC"}
@@ -69,31 +69,27 @@ def _metric(value: float, ci: tuple[float, float] | None, n: Any) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-def majority_share(metrics: Mapping[str, Any]) -> float | None:
-    """Share of the test set in its most common class (from the confusion matrix), or None."""
-    confusion = metrics.get("confusion")
-    matrix = confusion.get("matrix") if isinstance(confusion, dict) else None
-    try:
-        totals = [sum(int(v) for v in row) for row in matrix or []]
-    except (TypeError, ValueError):
-        return None
-    n = sum(totals)
-    return max(totals) / n if n > 0 else None
-
-
 def chance_note(metrics: Mapping[str, Any]) -> str | None:
     """A warning when the accuracy's 95% CI reaches down to what always answering the most
     common class would score: such a model's predictions carry little information."""
-    share = majority_share(metrics)
-    ci = _interval((metrics.get("ci") or {}).get("accuracy"))
-    acc = _number(metrics.get("accuracy"))
-    if share is None or acc is None:
+    if not at_chance(metrics):
         return None
-    low = ci[0] if ci is not None else acc
-    if low > share:
+    return (f"Always answering the most common class would score {majority_share(metrics):.1%} on the same test "
+            f"set, within this model's accuracy range: treat its predictions as near chance.")
+
+
+def _agreement(a: Any) -> str | None:
+    """A student card's test figures where it and its teacher agree and disagree (scripts/make_trust_doc.py)."""
+    try:
+        agree, dis = a["agree"], a["disagree"]
+        text = (f"they agree on {agree['n']} of {a['n']} test images (student right on {agree['student_accuracy']:.1%} of "
+                f"them); they disagree on {dis['n']}")
+        if dis["n"]:
+            text += (f" (student right on {dis['student_accuracy']:.1%}, teacher on {dis['teacher_accuracy']:.1%}): "
+                     "a disagreement is worth a second look")
+        return text
+    except (KeyError, TypeError):
         return None
-    return (f"Always answering the most common class would score {share:.1%} on the same test set, within this "
-            f"model's accuracy range: treat its predictions as near chance.")
 
 
 def _size(card: ModelCard) -> str:
@@ -152,6 +148,9 @@ def card_summary(card: ModelCard) -> CardSummary:
     note = chance_note(m)
     if note:
         rows.append(("Near chance", note))
+    agreement = _agreement(m.get("teacher_agreement"))
+    if agreement:
+        rows.append(("Teacher–student disagreement", agreement))
     size = _size(card)
     if size:
         rows.append(("Size", size))

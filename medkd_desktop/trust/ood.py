@@ -137,7 +137,7 @@ class OodDetector:
     @classmethod
     def load(cls, path: Path, sha256: str | None = None) -> OodDetector:
         """Read a statistics file, refusing one whose sha256 differs from the card's."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         try:
@@ -158,7 +158,7 @@ class OodDetector:
             return cls(kind=meta["kind"], stages=json.loads(meta["stages"]), threshold=float(meta["threshold"]),
                        layers=layers, bank=None if bank is None else bank.astype(np.float32), k=int(meta.get("k", KNN_K)),
                        info=json.loads(meta.get("info", "{}")))
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise OodStatsError(f"The OOD statistics {path.name} are not readable.", detail=str(exc)) from None
 
 

@@ -112,3 +112,20 @@ def test_every_bundled_card_holds_a_temperature_fitted_on_val():
         cal = card.calibration
         assert cal.get("fitted_on") == "val" and card.temperature > 0, card.id
         assert cal["nll_after"] <= cal["nll_before"] + 1e-9, card.id  # T = 1 is among the candidates
+
+
+def test_a_temperature_is_kept_only_when_it_helps_held_out_images():
+    from medkd_desktop.trust.calibration import fit_checked
+
+    z, y = _synthetic()
+    t, gain = fit_checked(3.0 * z, y)  # over-confident by 3: both halves agree, T is kept
+    assert gain > 0 and t == pytest.approx(3.0, rel=0.1)
+    # One confident error in 300 (the histology student's val split has 2): the half without it
+    # pulls T to its lower bound, and the half with it pays for that.
+    rng = np.random.default_rng(0)
+    y2 = rng.integers(0, 4, 300)
+    logits = 4.0 * np.eye(4)[y2] + 0.3 * rng.normal(size=(300, 4))
+    logits[0] = 3.0 * np.eye(4)[(y2[0] + 1) % 4]
+    assert fit_temperature(logits, y2) < 0.6  # what the plain fit would store: sharper than the data supports
+    t2, gain2 = fit_checked(logits, y2)
+    assert gain2 < 0 and t2 == 1.0
