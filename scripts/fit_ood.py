@@ -118,6 +118,17 @@ def features(card: ModelCard, model: torch.nn.Module, x: torch.Tensor, key: str)
     return out
 
 
+COLOUR_SETS = {"histo-lc25000", "skin-ham10000", "photo"}  # RGB files; cxr and brain MR are grey
+
+
+def gate(card: ModelCard, name: str) -> bool:
+    """Would the study-level gate (inference.pairing.mismatch_warning) flag every image of set *name*?"""
+    colour = card.task_info.colour
+    if colour is None or name in ("blank", "noise"):
+        return False
+    return (name in COLOUR_SETS) != colour
+
+
 def scorer(kind: str, train: dict, y: np.ndarray, temperature: float):
     """A function features -> scores for one candidate, fitted on *train*."""
     if kind == "msp":
@@ -159,7 +170,11 @@ def measure(task: str, role: str, card: ModelCard) -> dict:
         sel = np.concatenate([score(d) for d in [*ood_val.values(), *synth.values()]])
         far = np.concatenate([score(d) for d in [*ood_test.values(), *synth.values()]])
         threshold = float(np.quantile(id_val, 0.95))
+        # What the app decides: the study-level gate (a colour image for a grey model, or the reverse) flags
+        # a whole set before its score is read; blank and noise are model-range tensors, never gated.
+        gated = np.concatenate([np.where(gate(card, t), np.inf, score(d)) for t, d in {**ood_test, **synth}.items()])
         entry = {"val_auroc": auroc(id_val, sel), "far_auroc": auroc(id_test, far),
+                 "far_auroc_with_gate": auroc(id_test, gated), "far_flagged_with_gate": float((gated > threshold).mean()),
                  "id_test_flagged": float((id_test > threshold).mean()),
                  "far_flagged": float((far > threshold).mean()),
                  "by_set": {t: auroc(id_test, score(d)) for t, d in {**ood_test, **synth}.items()}}

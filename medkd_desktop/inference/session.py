@@ -122,9 +122,11 @@ class ReviewSession(ViewState):
         lines = [self.proposal.note]
         if self.study is not None and self.task and self.registry is not None:
             lines.append(mismatch_warning(self.study, self.task, self.registry))
+        shown_red = set()  # a gate's reason is the red OOD banner's (ui.trust_banner) once an analysis has it
         if self.analysis is not None:
             lines += list(self.analysis.warnings)
-        return [m for m in dict.fromkeys(lines) if m]
+            shown_red = {r.ood.gate for r in (self.analysis.teacher, self.analysis.student) if r.ood is not None}
+        return [m for m in dict.fromkeys(lines) if m and m not in shown_red]
 
     def input_region(self) -> Box | None:
         """The box both models see when it is not the whole frame (drawn as an outline), else None."""

@@ -253,7 +253,10 @@ def test_mismatch_is_warned_when_the_user_picks_another_task(qtbot, window):
     assert not window.banner.isVisible()
     with qtbot.waitSignal(window.analysis_applied, timeout=60_000):
         window.set_task("cxr-covid")
-    assert window.banner.isVisible() and "cxr-covid" in window.banner.text()
+    # The study is not the chest models' kind: the red OOD banner says why, and withholds the prediction.
+    assert window.trust_banner.isVisible() and "cxr-covid" in window.trust_banner.text.text()
+    assert "cxr-covid" not in window.banner.text()  # said once, not in both banners
+    assert window.predictions.bars.teacher is None
     assert window.controls.target_combo.findData("pneumonia") > 0  # the chest classes are offered now
 
 
