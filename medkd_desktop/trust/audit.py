@@ -161,6 +161,9 @@ def record_analysis(analysis: Any, pair: Any, study: Any = None,
         outcome = {"task": analysis.task, "teacher": analysis.teacher.predicted,
                    "student": analysis.student.predicted,
                    "agree": analysis.teacher.predicted == analysis.student.predicted}
+        flagged = [r.role for r in (analysis.teacher, analysis.student) if getattr(r, "out_of_distribution", False)]
+        if flagged:  # the record says a prediction was withheld as out of distribution (who flagged it)
+            outcome["ood"] = flagged
         if pair is not None and (pair.teacher.id, pair.student.id) != (analysis.teacher.card_id, analysis.student.card_id):
             pair = None  # the shown pair changed while it ran: the ids alone are what is known
         models = pair_models(pair) or {"teacher": {"id": analysis.teacher.card_id, "sha256": None},
