@@ -374,10 +374,6 @@ class Trainer:
                 history.append([epoch + 1, running / steps_per_epoch, val_m["accuracy"], val_m["macro_f1"]])
                 done = (epoch + 1 - start_epoch) * steps_per_epoch
                 left = (cfg.epochs - epoch - 1) * steps_per_epoch
-                emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
-                      "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
-                      "best": round(best, 4), "epoch_s": round(time.time() - t_epoch, 1),
-                      "eta_s": round((time.time() - t_start) / done * left)})
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt_path.with_suffix(".tmp")
                 torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
@@ -385,6 +381,11 @@ class Trainer:
                             "history": history, "elapsed_s": elapsed + time.time() - t_start,
                             **({"average": average.state_dict()} if average is not None else {})}, tmp)
                 tmp.replace(ckpt_path)
+                # after the checkpoint: an "epoch" event means that epoch survives a kill
+                emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
+                      "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
+                      "best": round(best, 4), "epoch_s": round(time.time() - t_epoch, 1),
+                      "eta_s": round((time.time() - t_start) / done * left)})
             dist.barrier()  # a rank killed now finds the checkpoint of this epoch when it resumes
 
         if not dist.main:

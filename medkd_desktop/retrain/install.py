@@ -95,6 +95,20 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def _save(model: torch.nn.Module, path: Path) -> str:
+    """save_weights, with safetensors' own I/O error (its Rust writer's "os error 28") as the
+    OSError it is, so a full disk reads as one."""
+    try:
+        return save_weights(model, path, dtype=torch.float16)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SafetensorError
+        m = re.search(r"os error (\d+)", str(exc))
+        if m is None:
+            raise
+        raise OSError(int(m.group(1)), os.strerror(int(m.group(1)))) from exc
+
+
 def install(model: torch.nn.Module, card: ModelCard) -> ModelCard:
     """Write *model* (float16 safetensors) and *card* (its id ``task/stem``) into the user folder."""
     folder = model_folder(card.task)
@@ -104,7 +118,7 @@ def install(model: torch.nn.Module, card: ModelCard) -> ModelCard:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _sweep(folder)
-        sha = save_weights(model, tmp_w, dtype=torch.float16)
+        sha = _save(model, tmp_w)
         with open(tmp_w, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_w, weights)
