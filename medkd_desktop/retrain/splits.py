@@ -53,7 +53,9 @@ def make_splits(items: list[Item], groups: list[str], seed: int = 0, val_fractio
             by_class[label].append(g)
     rng = np.random.default_rng(seed)
     for label in sorted(by_class):
-        gs = sorted(by_class[label])  # a stable order before the seeded shuffle
+        # a stable order before the seeded shuffle: by first file, not by hash (the hashes' salt is
+        # per installation, and the same folder must split the same way on every computer)
+        gs = sorted(by_class[label], key=lambda g: members[g][0])
         gs = [gs[i] for i in rng.permutation(len(gs))]
         n = len(gs)
         n_test = max(1, round(test_fraction * n)) if n >= 3 else 0

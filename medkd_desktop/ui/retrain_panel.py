@@ -41,7 +41,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSpinBox,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -54,6 +53,7 @@ from .panels import STUDENT_COLOR, TEACHER_COLOR
 log = logging.getLogger(__name__)
 
 NEW_COLOR = QColor("#3fb950")
+SMALL_TEST = 50  # test images under which the comparison says it cannot tell much
 ROLE_NAMES = {"new": "New student", "bundled": "Bundled student", "teacher": "Bundled teacher"}
 
 
@@ -94,7 +94,7 @@ class RetrainPanel(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Retrain a student on your own images")
         self.setAcceptDrops(True)
-        self.resize(1180, 820)
+        self.resize(1400, 940)
         self.process: QProcess | None = None
         self._mode = ""  # "summary" | "train"
         self._buffer = b""
@@ -132,10 +132,11 @@ class RetrainPanel(QDialog):
         self.counts_table = QTableWidget(0, 0)
         self.counts_table.setObjectName("countsTable")
         self.counts_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.counts_table.setMaximumHeight(150)
+        self.counts_table.verticalHeader().setDefaultSectionSize(24)
+        self.counts_table.setMinimumHeight(24 * 5 + 30)
         self.notes = QListWidget()
         self.notes.setObjectName("dataNotes")
-        self.notes.setMaximumHeight(150)
+        self.notes.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.counts_table, 3)
         row.addWidget(self.notes, 4)
@@ -197,68 +198,76 @@ class RetrainPanel(QDialog):
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen(TEACHER_COLOR, width=2), symbol="o", symbolSize=6)
         self.val_plot = pg.PlotWidget(title="Validation (your val split)")
         self.val_plot.setLabel("bottom", "epoch")
-        self.val_plot.setYRange(0, 1)
-        self.val_plot.addLegend(offset=(-10, 10))
+        self.val_plot.setYRange(0, 1.05)
+        self.val_plot.addLegend(offset=(-10, -30))  # bottom right, under curves that climb
         self.acc_curve = self.val_plot.plot([], [], pen=pg.mkPen(STUDENT_COLOR, width=2), symbol="o", symbolSize=6,
                                             name="accuracy")
         self.f1_curve = self.val_plot.plot([], [], pen=pg.mkPen(NEW_COLOR, width=2, style=Qt.PenStyle.DashLine),
                                            symbol="t", symbolSize=6, name="macro-F1")
         for plot in (self.loss_plot, self.val_plot):
-            plot.setMinimumHeight(170)
+            plot.setMinimumHeight(150)
             plot.showGrid(x=True, y=True, alpha=0.2)
         curves = QHBoxLayout()
         curves.addWidget(self.loss_plot)
         curves.addWidget(self.val_plot)
         rv.addLayout(curves, 1)
 
-        result = QGroupBox("4 · Comparison on your test split")
-        res = QVBoxLayout(result)
+        result = QGroupBox("4 · Comparison on your test split (held-out patients)")
+        res = QHBoxLayout(result)
         self.compare_table = QTableWidget(0, 0)
         self.compare_table.setObjectName("compareTable")
         self.compare_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.compare_table.setMaximumHeight(130)
+        self.compare_table.verticalHeader().setDefaultSectionSize(26)
+        self.compare_table.setMinimumHeight(26 * 5 + 34)
         self.diff_label = QLabel("")
         self.diff_label.setWordWrap(True)
         self.diff_label.setTextFormat(Qt.TextFormat.RichText)
-        conf_row = QHBoxLayout()
-        left = QVBoxLayout()
         self.confusion_model = QComboBox()
         for role, name in ROLE_NAMES.items():
             self.confusion_model.addItem(name, role)
-        left.addWidget(QLabel("Confusion matrix (rows: true class, columns: predicted) — click a cell for its images"))
-        left.addWidget(self.confusion_model)
+        self.confusion_model.setToolTip("Whose predictions the matrix shows")
         self.confusion = QTableWidget(0, 0)
         self.confusion.setObjectName("confusionTable")
         self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        left.addWidget(self.confusion, 1)
+        self.confusion.verticalHeader().setDefaultSectionSize(26)
+        self.confusion.setMinimumHeight(26 * 5 + 34)
         self.cell_images = QListWidget()
         self.cell_images.setObjectName("cellImages")
-        conf_row.addLayout(left, 3)
-        conf_row.addWidget(self.cell_images, 2)
-        decide = QHBoxLayout()
         self.use_button = QPushButton("Use this student")
         self.use_button.setObjectName("useButton")
+        self.use_button.setToolTip("The window analyses with the new student from now on (rollback: Discard, or "
+                                   "`medkd models activate <task>/student`)")
         self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Delete the new student; the bundled one stays in use")
+
+        table_col = QVBoxLayout()
+        table_col.addWidget(self.compare_table, 1)
+        table_col.addWidget(self.diff_label)
+        conf_col = QVBoxLayout()
+        conf_head = QHBoxLayout()
+        conf_head.addWidget(QLabel("Confusion matrix of"))
+        conf_head.addWidget(self.confusion_model, 1)
+        conf_col.addLayout(conf_head)
+        conf_col.addWidget(self.confusion, 1)
+        conf_col.addWidget(QLabel("rows: true class · columns: predicted · click a cell for its images"))
+        img_col = QVBoxLayout()
+        img_col.addWidget(self.cell_images, 1)
+        decide = QHBoxLayout()
         decide.addStretch(1)
         decide.addWidget(self.discard_button)
         decide.addWidget(self.use_button)
-        res.addWidget(self.compare_table)
-        res.addWidget(self.diff_label)
-        res.addLayout(conf_row, 1)
-        res.addLayout(decide)
+        img_col.addLayout(decide)
+        res.addLayout(table_col, 6)
+        res.addLayout(conf_col, 5)
+        res.addLayout(img_col, 3)
 
-        upper = QWidget()
-        uv = QHBoxLayout(upper)
-        uv.setContentsMargins(0, 0, 0, 0)
-        uv.addWidget(settings, 2)
-        uv.addWidget(run, 5)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(upper)
-        splitter.addWidget(result)
-        splitter.setSizes([400, 360])
+        upper = QHBoxLayout()
+        upper.addWidget(top, 3)
+        upper.addWidget(settings, 2)
         layout = QVBoxLayout(self)
-        layout.addWidget(top)
-        layout.addWidget(splitter, 1)
+        layout.addLayout(upper)
+        layout.addWidget(run, 4)
+        layout.addWidget(result, 5)
 
         self.folder_button.clicked.connect(self._pick_folder)
         self.csv_button.clicked.connect(self._pick_csv)
@@ -433,6 +442,8 @@ class RetrainPanel(QDialog):
         if code == 2 or (code not in (0, 4) and errors):
             message = errors[-1][len("error: "):] if errors else "the run ended with an error; see the log"
             self.status.setText(f"<b>Cannot {'read the data' if mode == 'summary' else 'train'}:</b> {html.escape(message)}")
+            if mode == "summary":
+                self.last_summary = None  # the table still shows what was found; Start stays off
             self.failed.emit(message)
         elif code not in (0, 4):
             self.status.setText("The training process ended unexpectedly. Resume continues from the last finished epoch.")
@@ -520,6 +531,9 @@ class RetrainPanel(QDialog):
 
     def _draw_curves(self) -> None:
         ep = [h["epoch"] for h in self.history]
+        step = max(1, -(-len(ep) // 10))  # whole epochs on the axis, at most ten labels
+        for plot in (self.loss_plot, self.val_plot):
+            plot.getAxis("bottom").setTickSpacing(major=step, minor=step)
         self.loss_curve.setData(ep, [h["train_loss"] for h in self.history])
         self.acc_curve.setData(ep, [h["val"]["accuracy"] for h in self.history])
         self.f1_curve.setData(ep, [h["val"]["macro_f1"] for h in self.history])
@@ -536,24 +550,26 @@ class RetrainPanel(QDialog):
     def show_comparison(self, done: dict[str, Any]) -> None:
         c = done["comparison"]
         classes, models = c["classes"], c["models"]
-        t = self.compare_table
-        heads = ["accuracy [95% CI]", "macro-F1", *[f"recall {k}" for k in classes]]
-        t.setColumnCount(len(heads))
-        t.setRowCount(len(models))
-        t.setHorizontalHeaderLabels(heads)
-        t.setVerticalHeaderLabels([ROLE_NAMES[r] for r in models])
-        for i, row in enumerate(models.values()):
-            ci = row["ci"].get("accuracy", [None, None])
-            acc = f"{100 * row['accuracy']:.1f} %" + (f"  [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci[0] is not None else "")
-            t.setItem(i, 0, _cell(acc))
-            t.setItem(i, 1, _cell(f"{row['macro_f1']:.3f}"))
-            for j, k in enumerate(classes):
-                t.setItem(i, 2 + j, _cell(f"{100 * row['recall'][k]:.0f} %"))
+        t = self.compare_table  # one column per model, one row per figure: narrow enough for 7 classes
+        rows = ["accuracy", "95% CI", "macro-F1", *[f"recall {k}" for k in classes]]
+        t.setColumnCount(len(models))
+        t.setRowCount(len(rows))
+        t.setHorizontalHeaderLabels([ROLE_NAMES[r] for r in models])
+        t.setVerticalHeaderLabels(rows)
+        for j, row in enumerate(models.values()):
+            ci = row["ci"].get("accuracy")
+            t.setItem(0, j, _cell(f"{100 * row['accuracy']:.1f} %"))
+            t.setItem(1, j, _cell(f"{100 * ci[0]:.1f} – {100 * ci[1]:.1f} %" if ci else "—"))
+            t.setItem(2, j, _cell(f"{row['macro_f1']:.3f}"))
+            for i, k in enumerate(classes):
+                t.setItem(3 + i, j, _cell(f"{100 * row['recall'][k]:.0f} %"))
         t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         d = c.get("new_minus_bundled")
         if d:
             lo, hi = d["accuracy_ci"]
             verdict = ("better" if lo > 0 else "worse" if hi < 0 else "not clearly different (the interval includes 0)")
+            if c["n"] < SMALL_TEST:
+                verdict += f"; only {c['n']} test images: too few to tell models apart"
             self.diff_label.setText(
                 f"<b>New − bundled student</b> on the same {c['n']} test images: accuracy "
                 f"<b>{100 * d['accuracy']:+.1f} points</b> [{100 * lo:+.1f}, {100 * hi:+.1f}], macro-F1 "
@@ -700,3 +716,41 @@ def unfinished_runs() -> list[dict[str, Any]]:
     from ..retrain.run import unfinished_runs as core
 
     return core()
+
+
+def retrain_tasks() -> list[str]:
+    """Tasks with a bundled teacher and student: the ones `medkd retrain` can distil for."""
+    from ..models.registry import BUNDLED_DIR, ModelRegistry
+
+    return ModelRegistry([BUNDLED_DIR]).paired_tasks()
+
+
+def watch_models(window) -> None:
+    """Once the engine is up: follow the user model folder (an activation by `medkd models` in a
+    terminal reaches the window at once), and offer an unfinished run for resume in the status bar."""
+    from PySide6.QtCore import QFileSystemWatcher, QTimer
+
+    from ..models.registry import user_models_dir
+
+    if window._models_watch is None:
+        folder = user_models_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return
+        watch = QFileSystemWatcher([str(folder)], window)
+        settle = QTimer(window)  # one refresh for the burst of changes an install or activation makes
+        settle.setSingleShot(True)
+        settle.setInterval(300)
+        settle.timeout.connect(window.models_changed)
+        watch.directoryChanged.connect(lambda _p: settle.start())
+        watch.fileChanged.connect(lambda _p: settle.start())
+        window._models_watch = (watch, settle)
+    runs = unfinished_runs()
+    if runs:
+        state = runs[0]
+        button = QPushButton(f"Resume retraining of {state.get('task', '?')}…")
+        button.setObjectName("resumeRetrainButton")
+        button.clicked.connect(lambda: (window.show_retrain_panel(state), button.setVisible(False)))
+        window.statusBar().addPermanentWidget(button)
+        window.resume_retrain_button = button
