@@ -202,7 +202,8 @@ class _Run:
             self.events_file = self.run_dir / "events.jsonl"
         self.emit({"event": "start", "task": req.task, "data": str(req.data), "run_dir": str(self.run_dir),
                    "n_found": len(items), "dry_run": req.dry_run})
-        data = read_items(items, spec, root, cache_dir=None if req.dry_run else self.run_dir / "data-cache",
+        cache = None if req.dry_run or not self.rank0 else self.run_dir / "data-cache"  # one writer
+        data = read_items(items, spec, root, cache_dir=cache,
                           on_progress=lambda i, n: self.emit({"event": "reading", "done": i, "total": n}))
         plan = make_splits(data.items, data.groups, seed=req.seed)
         summary = summarise(req.task, classes, items, data, plan, root)
