@@ -218,7 +218,7 @@ class RetrainPanel(QDialog):
         self.compare_table.setObjectName("compareTable")
         self.compare_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.compare_table.verticalHeader().setDefaultSectionSize(26)
-        self.compare_table.setMinimumHeight(26 * 5 + 34)
+        self.compare_table.setMinimumHeight(26 * 7 + 34)
         self.diff_label = QLabel("")
         self.diff_label.setWordWrap(True)
         self.diff_label.setTextFormat(Qt.TextFormat.RichText)
@@ -266,7 +266,7 @@ class RetrainPanel(QDialog):
         upper.addWidget(settings, 2)
         layout = QVBoxLayout(self)
         layout.addLayout(upper)
-        layout.addWidget(run, 4)
+        layout.addWidget(run, 3)
         layout.addWidget(result, 5)
 
         self.folder_button.clicked.connect(self._pick_folder)

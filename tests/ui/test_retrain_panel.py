@@ -3,8 +3,6 @@ bundled teacher and student, `medkd retrain` in a QProcess, the real review wind
 registry (user folders in a temporary XDG home)."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
