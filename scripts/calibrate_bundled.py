@@ -4,8 +4,9 @@ Why a script and not a layer of the package: collecting a model's validation log
 distill's (cached splits, the one preprocessing path) and fitting T is trust's, and neither
 layer may import the other; only a script (or cli/bench) may use both.
 
-For each card: val logits -> T = argmin NLL(softmax(logits / T)), kept only when a 2-fold
-cross-validation on val says it lowers held-out NLL (trust.calibration.fit_checked) -> NLL and ECE (15 bins) on
+For each card (the same record `medkd retrain` writes for a new student, retrain.calibrate): val
+logits -> T = argmin NLL(softmax(logits / T)), kept only when a 2-fold cross-validation on val says
+it lowers held-out NLL (trust.calibration.fit_checked) -> NLL and ECE (15 bins) on
 val before and after -> the card's ``calibration`` field. The weights, their sha256 and the
 test metrics are untouched (T never changes a prediction). Never fitted on `test`.
 
@@ -23,13 +24,12 @@ from pathlib import Path
 import torch
 
 from medkd_desktop.distill.data import CachedSplit, read_manifest
-from medkd_desktop.distill.evaluate import predict_logits, softmax_t
-from medkd_desktop.distill.metrics import expected_calibration_error, negative_log_likelihood
+from medkd_desktop.distill.evaluate import predict_logits
 from medkd_desktop.distill.trainer import default_cache_dir
 from medkd_desktop.models.card import ROLES, ModelCard
 from medkd_desktop.models.registry import BUNDLED_DIR, ModelRegistry, load_model
 from medkd_desktop.paths import shared_data_dir
-from medkd_desktop.trust.calibration import fit_checked
+from medkd_desktop.retrain.calibrate import calibration_record
 
 SPLIT = "val"
 
@@ -39,22 +39,8 @@ def calibrate_card(card: ModelCard, device: torch.device) -> dict:
     manifest = shared_data_dir() / card.training["manifest"]
     split = CachedSplit(read_manifest(manifest, card.input, SPLIT), card.classes, card.input, default_cache_dir())
     logits = predict_logits(load_model(card, device), split.x, card.input, device)
-    y = split.y.numpy()
-    t, gain = fit_checked(logits, y)
-    before, after = softmax_t(logits), softmax_t(logits, t)
-    return {
-        "temperature": round(t, 4),
-        "fitted_on": SPLIT,
-        "n": int(y.size),
-        "nll_before": round(negative_log_likelihood(y, before), 4),
-        "nll_after": round(negative_log_likelihood(y, after), 4),
-        "ece_before": round(expected_calibration_error(y, before), 4),
-        "ece_after": round(expected_calibration_error(y, after), 4),
-        "cv_nll_gain": round(gain, 4),
-        "method": "temperature scaling (Guo et al. 2017), NLL on val, T in [0.05, 20]; kept only if T fitted "
-                  "on each half of val lowers the other half's NLL (cv_nll_gain > 0), else T = 1",
-        "manifest_sha256": card.training.get("manifest_sha256", ""),
-    }
+    return calibration_record(logits, split.y.numpy(), fitted_on=SPLIT,
+                              manifest_sha256=card.training.get("manifest_sha256", ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from ..studies import StudyLoadError
-from . import analyze, audit, bench, info, pacs, train
+from . import analyze, audit, bench, info, models, pacs, retrain, train
 from .common import EXIT_BAD_INPUT, UserError
 
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     pacs.add_parsers(sub, analyze.add_parsers(sub))
     audit.add_parsers(sub)
+    retrain.add_parsers(sub)
+    models.add_parsers(sub)
     return parser
 
 

@@ -71,6 +71,9 @@ class TrainConfig:
     #: attention transfer on top of the loss (distill.attention): weight (0 = off), stage index
     at_weight: float = field(default=0.0, metadata=LATER)
     at_stage: int = field(default=-1, metadata=LATER)
+    #: a model card whose verified weights the student starts from (fine-tuning, e.g. the bundled
+    #: student in `medkd retrain`); empty: random initialisation, as every bundled model had
+    init_weights: str = field(default="", metadata=LATER)
 
     def __post_init__(self) -> None:
         check_augment_params(self.augment)

@@ -124,6 +124,19 @@ class CachedSplit:
         self.y = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
         self.x = self._load(spec, cache_dir, on_progress)
 
+    @classmethod
+    def from_arrays(cls, samples: list[Sample], classes: list[str], x: torch.Tensor) -> CachedSplit:
+        """A split whose images were already read and preprocessed (``medkd retrain`` reads a
+        user's folder itself, skipping unreadable files): ``x`` (N, C, S, S) float16 in [0, 1]."""
+        if x.shape[0] != len(samples):
+            raise ValueError(f"{x.shape[0]} images for {len(samples)} samples")
+        split = cls.__new__(cls)
+        split.samples, split.classes = samples, classes
+        index = {c: i for i, c in enumerate(classes)}
+        split.y = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
+        split.x = x
+        return split
+
     def __len__(self) -> int:
         return len(self.samples)
 

@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,82 @@ Emit = Callable[[dict[str, Any]], None]
 
 class TrainingCancelled(Exception):
     pass
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` hands on: the best epoch's model (rounded to the float16 it is
+    stored in, eval mode), the per-epoch history ``[epoch, train loss, val acc, val macro-F1]``,
+    the training wall time, the splits and the manifest they came from."""
+
+    model: torch.nn.Module
+    history: list
+    seconds: float
+    splits: dict[str, CachedSplit]
+    manifest: Path
+    epochs_done: int
+    best: float
+
+
+class _TrainForward(torch.nn.Module):
+    """The student's training forward as a module, so DistributedDataParallel can wrap it (DDP
+    wraps ``forward``; the students train through ``forward_train``). The loss rides along so the
+    gradients of a loss with parameters (the hdkd adapter) are averaged too."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, x: torch.Tensor, stage: int | None):
+        return forward_with_map(self.model, x, stage)
+
+
+class _Distributed:
+    """The torchrun side of a run, a no-op in a single process (rank 0 of 1)."""
+
+    def __init__(self) -> None:
+        import torch.distributed as tdist
+
+        self.on = tdist.is_available() and tdist.is_initialized()
+        self.tdist = tdist
+        self.rank = tdist.get_rank() if self.on else 0
+        self.world = tdist.get_world_size() if self.on else 1
+        self.main = self.rank == 0
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.on or not any(p.requires_grad for p in module.parameters()):
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module)
+
+    def shard(self, batch):
+        """This rank's rows of a mixed batch (``MixedBatch``): rank, rank + world, ..."""
+        if not self.on:
+            return batch
+        from dataclasses import replace
+
+        rows = slice(self.rank, None, self.world)
+        return replace(batch, x=batch.x[rows], y_a=batch.y_a[rows], y_b=batch.y_b[rows])
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (a stop file seen by one rank stops all)."""
+        if not self.on:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0])
+        self.tdist.all_reduce(t, op=self.tdist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def mean(self, value: float) -> float:
+        if not self.on:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        self.tdist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def barrier(self) -> None:
+        if self.on:
+            self.tdist.barrier()
 
 
 def _user_cache() -> Path:
@@ -144,15 +221,45 @@ class Trainer:
                            on_progress=lambda i, n: self.emit({"event": "cache", "split": name, "done": i, "total": n}))
 
     # -- run ----------------------------------------------------------------------------
-    def run(self) -> ModelCard:
+    def run(self) -> ModelCard | None:
+        """Train, test on the manifest's test split, write weights + card (rank 0 of a
+        distributed run; the other ranks return None)."""
+        result = self.fit()
+        if result is None:
+            return None
+        model, test = result.model, result.splits["test"]
+        test_m = evaluate_split(model, test, self.cfg.input, self.device, self.cfg.subsets)
+        card = self._write_card(model, result.manifest, test_m, result.history, result.seconds)
+        self.emit({"event": "done", "card": str(card.path), "test": {"accuracy": test_m["accuracy"], "macro_f1": test_m["macro_f1"],
+                                                                      "auc": test_m["auc"]}})
+        return card
+
+    def fit(self, splits: dict[str, CachedSplit] | None = None, *, finish_now: bool = False) -> FitResult | None:
+        """Train (or resume) to the last epoch and return the best epoch's model.
+
+        *splits*: ``train``/``val``/``test`` already loaded (``medkd retrain`` reads a user's folder
+        itself); by default they come from the config's manifest. *finish_now*: train no further
+        than the checkpoint and return its best epoch (a run the user stopped and wants to use).
+
+        Under ``torchrun`` (``torch.distributed`` initialised, gloo or nccl) each process takes its
+        share of every batch and the gradients are averaged by DistributedDataParallel, so a step
+        sees the same batch as a single-process run; only rank 0 validates, emits events and
+        writes the checkpoint, and only rank 0 gets a result.
+        """
         from ..models.architectures import create_arch
 
         cfg, dev = self.cfg, self.device
+        dist = _Distributed()
+        emit = self.emit if dist.main else (lambda event: None)
         torch.manual_seed(cfg.seed)
         manifest = resolve(cfg.manifest, self.data_root)
-        train, val, test = (self._split(manifest, s) for s in ("train", "val", "test"))
+        if splits is None:
+            splits = {s: self._split(manifest, s) for s in ("train", "val", "test")}
+        train, val = splits["train"], splits["val"]
 
         model = create_arch(cfg.arch, num_classes=len(cfg.classes), in_chans=cfg.input.channels, **cfg.arch_kwargs).to(dev)
+        if cfg.init_weights:
+            self._load_init(model)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         loss_fn = create_loss(cfg.loss, **cfg.loss_params)
@@ -174,6 +281,7 @@ class Trainer:
         loss_fn = loss_fn.to(dev)  # a loss with an adapter (hdkd conv1x1) trains with the student
         opt = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = cfg.warmup_epochs * steps_per_epoch
+        step_fn = dist.wrap(_TrainForward(model, loss_fn))
 
         def lr_at(step: int) -> float:  # linear warm-up, then cosine to 1% of the peak
             if step < warm:
@@ -198,13 +306,15 @@ class Trainer:
                     average.load_state_dict(ck["average"])
                 start_epoch, best, best_state = int(ck["epoch"]), float(ck["best"]), ck["best_state"]
                 history, elapsed = list(ck["history"]), float(ck["elapsed_s"])
-                self.emit({"event": "resume", "epoch": start_epoch})
+                emit({"event": "resume", "epoch": start_epoch})
             else:
-                self.emit({"event": "checkpoint_ignored", "reason": "config changed"})
+                emit({"event": "checkpoint_ignored", "reason": "config changed"})
+        if finish_now and best_state is None:
+            raise ValueError("no finished epoch to keep yet: the run was stopped before its first epoch ended")
 
         weights = _sampling_weights(train.y, cfg.balance)
         t_start = time.time()
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, cfg.epochs if not finish_now else start_epoch):
             model.train()
             t_epoch = time.time()
             if weights is None:
@@ -213,16 +323,19 @@ class Trainer:
                 order = torch.multinomial(weights, len(train), replacement=True, generator=gen)
             running = 0.0
             for step in range(steps_per_epoch):
-                if self.should_stop():
+                if dist.any(self.should_stop()):
                     raise TrainingCancelled()
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                mixed = mix_batch(augment_batch(train.x[idx].float(), cfg.augment, gen), train.y[idx], cfg.augment, gen)
+                # Every rank augments the whole batch (the generator stays in step everywhere) and
+                # trains on its share: together they see exactly the single-process batch.
+                mixed = dist.shard(mix_batch(augment_batch(train.x[idx].float(), cfg.augment, gen), train.y[idx],
+                                             cfg.augment, gen))
                 xb = normalize(mixed.x, cfg.input).to(dev)
                 mixed = mixed.to(dev)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, cfg.precision):
-                    s_out, s_map = forward_with_map(model, xb, at_stage)
+                    s_out, s_map = step_fn(xb, at_stage)
                     t_out, t_map = None, None
                     if teacher is not None:
                         with torch.no_grad():
@@ -238,44 +351,61 @@ class Trainer:
                 sched.step()
                 if average is not None:
                     average.after_step(model)
-                running += float(loss.detach())
+                step_loss = dist.mean(float(loss.detach()))
+                running += step_loss
                 if step % 10 == 0 or step == steps_per_epoch - 1:
                     done = (epoch - start_epoch) * steps_per_epoch + step + 1
                     left = (cfg.epochs - start_epoch) * steps_per_epoch - done
                     rate = (time.time() - t_start) / done
-                    self.emit({"event": "progress", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
-                               "steps": steps_per_epoch, "loss": round(float(loss.detach()), 5),
-                               "parts": {k: round(float(v), 5) for k, v in parts.items()},
-                               "lr": opt.param_groups[0]["lr"], "eta_s": round(rate * left)})
+                    emit({"event": "progress", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
+                          "steps": steps_per_epoch, "loss": round(step_loss, 5),
+                          "parts": {k: round(float(v), 5) for k, v in parts.items()},
+                          "lr": opt.param_groups[0]["lr"], "eta_s": round(rate * left)})
             judged = model
             if average is not None:  # with weight averaging on, the average is the model that counts
                 average.after_epoch(model, epoch)
                 judged = average.judged(model)
-            val_m = evaluate_split(judged, val, cfg.input, dev, n_boot=0)  # CIs only for the final test
-            score = val_m[cfg.select]
-            if score > best:
-                best = score
-                best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
-            history.append([epoch + 1, running / steps_per_epoch, val_m["accuracy"], val_m["macro_f1"]])
-            self.emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
-                       "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
-                       "best": round(best, 4), "epoch_s": round(time.time() - t_epoch, 1)})
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best, "best_state": best_state,
-                        "history": history, "elapsed_s": elapsed + time.time() - t_start,
-                        **({"average": average.state_dict()} if average is not None else {})}, tmp)
-            tmp.replace(ckpt_path)
+            if dist.main:
+                val_m = evaluate_split(judged, val, cfg.input, dev, n_boot=0)  # CIs only for the final test
+                score = val_m[cfg.select]
+                if score > best:
+                    best = score
+                    best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
+                history.append([epoch + 1, running / steps_per_epoch, val_m["accuracy"], val_m["macro_f1"]])
+                done = (epoch + 1 - start_epoch) * steps_per_epoch
+                left = (cfg.epochs - epoch - 1) * steps_per_epoch
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt_path.with_suffix(".tmp")
+                torch.save({"digest": cfg.digest(), "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best, "best_state": best_state,
+                            "history": history, "elapsed_s": elapsed + time.time() - t_start,
+                            **({"average": average.state_dict()} if average is not None else {})}, tmp)
+                tmp.replace(ckpt_path)
+                # after the checkpoint: an "epoch" event means that epoch survives a kill
+                emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": round(running / steps_per_epoch, 5),
+                      "val": {"accuracy": round(val_m["accuracy"], 4), "macro_f1": round(val_m["macro_f1"], 4)},
+                      "best": round(best, 4), "epoch_s": round(time.time() - t_epoch, 1),
+                      "eta_s": round((time.time() - t_start) / done * left)})
+            dist.barrier()  # a rank killed now finds the checkpoint of this epoch when it resumes
 
+        if not dist.main:
+            return None
         model.load_state_dict(best_state)
-        # Round to the stored precision first, so the card's test metrics are those of the file.
+        # Round to the stored precision first, so the test metrics are those of the file.
         model = model.to(memory_format=torch.contiguous_format).half().float().eval()
-        test_m = evaluate_split(model, test, cfg.input, dev, cfg.subsets)
-        card = self._write_card(model, manifest, test_m, history, elapsed + time.time() - t_start)
-        self.emit({"event": "done", "card": str(card.path), "test": {"accuracy": test_m["accuracy"], "macro_f1": test_m["macro_f1"],
-                                                                      "auc": test_m["auc"]}})
-        return card
+        return FitResult(model=model, history=history, seconds=elapsed + time.time() - t_start, splits=splits,
+                         manifest=manifest, epochs_done=len(history), best=best)
+
+    def _load_init(self, model: torch.nn.Module) -> None:
+        """Start from a card's verified weights (fine-tuning); the card must describe this model."""
+        from ..models.weights import load_verified_state
+
+        card = ModelCard.load(resolve_bundled(self.cfg.init_weights))
+        if card.architecture != self.cfg.arch or list(card.classes) != list(self.cfg.classes):
+            raise ValueError(f"init_weights card {card.id} is a {card.architecture} over {card.classes}; "
+                             f"this run trains a {self.cfg.arch} over {self.cfg.classes}")
+        state = load_verified_state(card.weights_path, card.sha256, card.id)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
     def _task_info(self) -> TaskInfo:
         """The config's task fields, else those of the installed teacher of the same task."""

@@ -119,6 +119,25 @@ def _training(training: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _retrained(card: ModelCard, r: Mapping[str, Any]) -> str:
+    """A retrained version's provenance (``medkd retrain``): its data, its start, its command, and
+    how it compared with the bundled student on the site's own test split."""
+    counts = r.get("counts") or {}
+    split_n = ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items() if isinstance(c, dict))
+    parts = [f"on {r.get('images', '?')} local images ({split_n})" if split_n else "on local images",
+             f"from {str(r.get('init', '')).replace('bundled:', 'the bundled ')}" if r.get("init") else "",
+             f"data manifest sha256 {str(r.get('data_manifest_sha256', ''))[:SHA_PREFIX]}…"
+             if r.get("data_manifest_sha256") else ""]
+    diff = (r.get("comparison") or {}).get("new_minus_bundled")
+    if isinstance(diff, dict) and "accuracy" in diff:
+        lo, hi = diff.get("accuracy_ci", [float("nan")] * 2)
+        parts.append(f"vs the bundled student on the same test images: accuracy {100 * diff['accuracy']:+.1f} points "
+                     f"[{100 * lo:+.1f}, {100 * hi:+.1f}]")
+    if (card.training or {}).get("command"):
+        parts.append(f"command: {card.training['command']}")
+    return "; ".join(p for p in parts if p)
+
+
 def card_summary(card: ModelCard) -> CardSummary:
     """The facts of *card* a clinician must read, in the order to read them."""
     m = card.metrics or {}
@@ -159,6 +178,9 @@ def card_summary(card: ModelCard) -> CardSummary:
         rows.append(("Training", training))
     if card.provenance:
         rows.append(("Data", card.provenance))
+    retrain = (card.training or {}).get("retrain")
+    if isinstance(retrain, dict):
+        rows.append(("Retrained", _retrained(card, retrain)))
     if card.license:
         rows.append(("Licence", card.license))
     rows.append(("Intended use", card.intended_use or INTENDED_USE))

@@ -46,13 +46,25 @@ class ModelPair:
 
 
 class ModelRegistry:
-    def __init__(self, roots: list[Path] | None = None) -> None:
+    """Cards by id, and which card a task uses for each role.
+
+    Versions (students that ``medkd retrain`` installed in the user's model folder, see
+    ``models.versions``) are used only while activated: the choice is kept in the user folder's
+    ``active.json`` (*active_file*; by default the user folder's when *roots* is left out), so the
+    window, the CLI and a second window all see one answer.
+    """
+
+    def __init__(self, roots: list[Path] | None = None, active_file: Path | None = None) -> None:
+        from .versions import active_file_path
+
         self.roots = roots if roots is not None else [BUNDLED_DIR, user_models_dir(), *env_model_dirs()]
+        self.active_file = active_file if active_file is not None else (active_file_path() if roots is None else None)
         self._cards: dict[str, ModelCard] | None = None
+        self._active: dict[str, dict[str, str]] = {}
         self._loaded: dict[tuple[str, str], torch.nn.Module] = {}
 
     def refresh(self) -> None:
-        """Re-scan the folders (after the retraining panel writes a new card)."""
+        """Re-scan the folders and the activation file (after a retrain, activate or remove)."""
         self._cards = None
 
     @property
@@ -68,7 +80,16 @@ class ModelRegistry:
                         continue
                     cards[card.id] = card  # a user card with the same id overrides the bundled one
             self._cards = cards
+            from .versions import read_active
+
+            self._active = read_active(self.active_file) if self.active_file is not None else {}
         return self._cards
+
+    @property
+    def active(self) -> dict[str, dict[str, str]]:
+        """``{task: {role: card id}}`` of the activated versions (as read at the last scan)."""
+        _ = self.cards
+        return self._active
 
     def tasks(self) -> list[str]:
         return sorted({c.task for c in self.cards.values()})
@@ -82,9 +103,25 @@ class ModelRegistry:
         return sorted(t for t, r in roles.items() if {"teacher", "student"} <= r)
 
     def card(self, task: str, role: str) -> ModelCard:
+        """The activated version of *task*'s *role*, else the last-scanned card that is not a
+        version (a card in ``MEDKD_MODEL_DIRS`` beats the bundled one), else the last version."""
+        from .versions import is_version
+
         matches = [c for c in self.cards.values() if c.task == task and c.role == role]
         if not matches:
             raise ModelLoadError(f"No {role} model is installed for task {task!r}.")
+        chosen = self._active.get(task, {}).get(role)
+        if chosen in self.cards and self.cards[chosen] in matches:
+            return self.cards[chosen]
+        return ([c for c in matches if not is_version(c)] or matches)[-1]
+
+    def default_card(self, task: str, role: str) -> ModelCard:
+        """The card *task* uses for *role* when no version is activated (the rollback target)."""
+        from .versions import is_version
+
+        matches = [c for c in self.cards.values() if c.task == task and c.role == role and not is_version(c)]
+        if not matches:
+            raise ModelLoadError(f"No {role} model other than retrained versions is installed for task {task!r}.")
         return matches[-1]
 
     def pair(self, task: str) -> ModelPair:

@@ -32,7 +32,7 @@ from .audit_chain import AuditChain, VerifyResult
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("open", "analysis", "export", "model-activation", "retrain", "pacs-retrieve", "pacs-send")
+EVENTS = ("open", "analysis", "export", "model-activation", "model-removal", "retrain", "pacs-retrieve", "pacs-send")
 SALT_NAME = "salt"
 
 
@@ -94,10 +94,17 @@ def _salt(folder: Path) -> bytes:
 
 def study_hash(study_uid: str | None, folder: Path | None = None) -> str | None:
     """The keyed hash that stands for a study in the log (None for a study without a UID)."""
-    uid = (study_uid or "").strip()
-    if not uid:
+    return identifier_hash(study_uid, folder)
+
+
+def identifier_hash(value: str | None, folder: Path | None = None) -> str | None:
+    """HMAC-SHA256 of an identifier (a StudyInstanceUID, a PatientID) under this installation's
+    salt: the same value gives the same hash on this computer only (``medkd retrain`` groups its
+    splits by it without ever writing the PatientID). None for an empty value."""
+    text = (value or "").strip()
+    if not text:
         return None
-    return hmac.new(_salt(folder or audit_dir()), uid.encode("utf-8"), sha256).hexdigest()
+    return hmac.new(_salt(folder or audit_dir()), text.encode("utf-8"), sha256).hexdigest()
 
 
 def card_ref(card: Any) -> dict[str, str | None]:
@@ -199,6 +206,22 @@ def dicom_study_uid(path: str | Path) -> str | None:
         return str(ds.get("StudyInstanceUID", "")) or None
     except Exception:  # noqa: BLE001 - an unreadable file is audited without a study
         return None
+
+
+def record_retrain(task: str, models: dict[str, Any] | None, *, result: str | None = None,
+                   error: BaseException | str | None = None, outcome: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A `medkd retrain` run that ended (done, stopped or failed): the task, the teacher and the
+    new student's card ids and sha256, counts and accuracies. Never a file path or PatientID."""
+    return record("retrain", models=models, error=error, result=result, outcome={"task": task, **(outcome or {})})
+
+
+def record_model_change(event: str, task: str, role: str, card: Any, previous: Any = None) -> dict[str, Any] | None:
+    """``model-activation`` (a student version, or the bundled one again: a rollback) or
+    ``model-removal``: which card the task now uses, and which it used before."""
+    models = {"now": card_ref(card)} if card is not None else {}
+    if previous is not None:
+        models["before"] = card_ref(previous)
+    return record(event, models=models or None, outcome={"task": task, "role": role})
 
 
 # ---------------------------------------------------------------------------- reading

@@ -101,6 +101,8 @@ class MainWindow(QMainWindow):
         self._analysis_key: tuple | None = None
         self._exports: dict[int, str] = {}  # worker job id -> export kind
         self._pacs_dialog = None
+        self._retrain_panel = None
+        self._models_watch = None
         self._send_call = None
         self._analysis_started = 0.0
         self._slice_timer = QTimer(self)
@@ -250,6 +252,7 @@ class MainWindow(QMainWindow):
         self.act_reanalyse = m.addAction("&Analyse again", lambda: self.request_analysis(force=True), QKeySequence("F5"))
         self.act_faithfulness = self.faithfulness.action
         m.addAction(self.act_faithfulness)
+        self.act_retrain = m.addAction("&Retrain…", self.show_retrain_panel)
         dev = m.addMenu("&Device (applies at next start)")
         group = QActionGroup(self)
         for d in DEVICES:
@@ -317,6 +320,9 @@ class MainWindow(QMainWindow):
                               f"installed: {', '.join(self.state.pairs) or 'none'}.")
         if self.state.study is not None:
             self._choose_task_for()
+        from .retrain_panel import watch_models
+
+        watch_models(self)
 
     def _on_startup_failed(self, message: str) -> None:
         self._status(message)
@@ -624,6 +630,36 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
+    def show_retrain_panel(self, unfinished: dict | None = None):
+        """Models ▸ Retrain…: the panel (one per window; closing it hides it, a run goes on)."""
+        from .retrain_panel import RetrainPanel, retrain_tasks
+
+        if self._retrain_panel is None:
+            self._retrain_panel = RetrainPanel(retrain_tasks(), self, task=self.state.task)
+            self._retrain_panel.models_changed.connect(self.models_changed)
+        if unfinished:
+            self._retrain_panel.offer_resume(unfinished)
+        self._retrain_panel.show()
+        self._retrain_panel.raise_()
+        return self._retrain_panel
+
+    def models_changed(self) -> None:
+        """A student was activated or removed (here or by `medkd models`): re-read the registry and
+        analyse again with the pair now in use."""
+        before = {t: (p.teacher.id, p.student.id) for t, p in self.state.pairs.items()}
+        self.state.refresh_pairs(rescan=True)
+        if before == {t: (p.teacher.id, p.student.id) for t, p in self.state.pairs.items()}:
+            return  # e.g. the watcher seeing the panel's own change again
+        self._update_titles()
+        if self.state.study is not None:
+            self.request_analysis()
+
+    def confirm_stop_training(self) -> bool:
+        return QMessageBox.question(
+            self, "Training in progress",
+            "A student is still training. Stop it and close? It keeps its last finished epoch and can be "
+            "resumed at the next start (Models ▸ Retrain…).") == QMessageBox.StandardButton.Yes
+
     def show_model_cards(self) -> None:
         pair = self.state.pair
         if pair is not None:
@@ -776,6 +812,12 @@ class MainWindow(QMainWindow):
             self.worker.start()
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        panel = self._retrain_panel
+        if panel is not None and panel.is_training():
+            if not self.confirm_stop_training():
+                event.ignore()
+                return
+            panel.stop_and_wait()
         self.worker.shutdown(3000)
         self.settings.sync()
         super().closeEvent(event)
