@@ -22,6 +22,7 @@ from ..models.card import ModelCard
 from ..models.registry import user_models_dir
 from ..models.weights import save_weights
 from ..paths import BUNDLED_MODELS_DIR
+from ..trust.ood import OodDetector
 from .errors import RetrainError
 
 #: room needed beyond the weights themselves (card, filesystem slack)
@@ -80,7 +81,7 @@ def _sweep(folder: Path) -> None:
     """Leftovers of an install that died: temp files, and weights no card names."""
     named = set()
     for card in folder.glob("*.json"):
-        named.add(card.with_suffix(".safetensors").name)
+        named |= {card.with_suffix(".safetensors").name, card.with_suffix(".ood.safetensors").name}
     for p in folder.iterdir():
         if p.name.startswith(".") and p.name.endswith(".tmp"):
             p.unlink(missing_ok=True)
@@ -109,11 +110,13 @@ def _save(model: torch.nn.Module, path: Path) -> str:
         raise OSError(int(m.group(1)), os.strerror(int(m.group(1)))) from exc
 
 
-def install(model: torch.nn.Module, card: ModelCard) -> ModelCard:
-    """Write *model* (float16 safetensors) and *card* (its id ``task/stem``) into the user folder."""
+def install(model: torch.nn.Module, card: ModelCard, detector: OodDetector | None = None) -> ModelCard:
+    """Write *model* (float16 safetensors), its OOD statistics and *card* (its id ``task/stem``) into
+    the user folder; the card, written last, names both files with their sha256."""
     folder = model_folder(card.task)
     stem = card.id.split("/", 1)[1]
     weights, card_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+    stats = folder / f"{stem}.ood.safetensors"
     tmp_w, tmp_c = folder / f".{stem}.safetensors.tmp", folder / f".{stem}.json.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -123,12 +126,16 @@ def install(model: torch.nn.Module, card: ModelCard) -> ModelCard:
             os.fsync(fh.fileno())
         os.replace(tmp_w, weights)
         card.weights_file, card.sha256 = weights.name, sha
+        if detector is not None:
+            card.ood = {"file": stats.name, "sha256": detector.save(stats), "score": detector.kind,
+                        "stages": detector.stages, "threshold": detector.threshold, "pass_rate_val": 0.95,
+                        "fitted_on": "train", "threshold_on": "val"}
         import json
 
         _fsync_write(tmp_c, (json.dumps(card.to_dict(), indent=2) + "\n").encode())
         os.replace(tmp_c, card_path)  # the commit: from here the registry sees a whole model
     except OSError as exc:
-        for p in (tmp_w, tmp_c, weights):
+        for p in (tmp_w, tmp_c, weights, stats):
             try:
                 p.unlink(missing_ok=True)
             except OSError:

@@ -96,9 +96,11 @@ def remove(model_id: str, registry: ModelRegistry | None = None) -> ModelCard:
     try:
         if was_active:
             set_active(card.task, card.role, None, reg.active_file)
-        weights = card.weights_path
+        weights, stats = card.weights_path, card.ood_path
         Path(card.path).unlink()
         weights.unlink(missing_ok=True)
+        if stats is not None:
+            stats.unlink(missing_ok=True)
     except OSError as exc:
         raise RetrainError(f"{model_id} could not be removed ({exc.strerror})") from None
     reg.refresh()

@@ -40,6 +40,7 @@ from .compare import Contender, compare, display_paths, without_paths
 from .discover import discover
 from .errors import RetrainError
 from .install import check_writable, install, version_id
+from .ood_fit import fit_detector
 from .lock import TaskLock
 from .reading import read_items
 from .splits import make_splits, manifest_csv
@@ -309,7 +310,9 @@ class _Run:
             license="Local model trained on this site's images; research use only.",
             target_layers=dict(student.target_layers), task_info=teacher.task_info,
         )
-        installed = install(model.cpu(), card)
+        detector = fit_detector(model, splits["train"], val, spec, device, {"manifest_sha256": data_sha})
+        self.emit({"event": "ood_fitted", "score": detector.kind, "threshold": detector.threshold})
+        installed = install(model.cpu(), card, detector)
         (self.run_dir / "comparison.json").write_text(json.dumps(comparison, indent=1))
         self.save_state(state="done", model=installed.id)
         new, old = comparison["models"]["new"], comparison["models"]["bundled"]

@@ -30,6 +30,8 @@ import numpy as np
 
 from ..errors import MedKDError
 
+#: The score every model ships with: the best mean val AUROC over the 10 bundled models (docs/TRUST.md).
+CHOSEN_SCORE = "mahalanobis"
 #: Share of in-distribution ``val`` images the threshold lets pass (the issue's target: <= 5 % flagged).
 PASS_RATE = 0.95
 #: k of the kNN score: Sun et al. use k = 50 for 50 000 training images; ours have 600-2700.
@@ -130,7 +132,13 @@ class OodDetector:
                 "k": str(self.k), "info": json.dumps(self.info, sort_keys=True)}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except Exception as exc:  # safetensors' own error for an I/O failure (a full disk: "os error 28")
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) or "os error" not in str(exc):
+                raise
+            raise OSError(str(exc)) from exc
         tmp.replace(path)
         return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -71,6 +71,10 @@ def test_retrain_installs_a_compared_version_that_activate_and_remove_switch(tmp
     assert card["training"]["command"].startswith("medkd retrain --task brain-tumor-mri")
     assert "cells" not in json.dumps(card["training"]["retrain"]["comparison"])  # no file names in a card
     assert card["calibration"]["fitted_on"] == "val" and card["calibration"]["temperature"] > 0
+    # its own OOD statistics beside the weights, named and hashed by the card (what the window's banner reads)
+    stats = Path(done["model"]["card"]).with_name(card["ood"]["file"])
+    assert hashlib.sha256(stats.read_bytes()).hexdigest() == card["ood"]["sha256"]
+    assert card["ood"]["score"] == "mahalanobis" and card["ood"]["fitted_on"] == "train"
 
     # the two DICOM files of one patient are one group, in one split; the ID is nowhere in clear
     rows = list(csv.DictReader(splits.decode().splitlines()))
