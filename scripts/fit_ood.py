@@ -123,10 +123,13 @@ COLOUR_SETS = {"histo-lc25000", "skin-ham10000", "photo"}  # RGB files; cxr and 
 
 def gate(card: ModelCard, name: str) -> bool:
     """Would the study-level gate (inference.pairing.mismatch_warning) flag every image of set *name*?"""
-    colour = card.task_info.colour
-    if colour is None or name in ("blank", "noise"):
+    if name in ("blank", "noise"):
         return False
-    return (name in COLOUR_SETS) != colour
+    kinds = card.task_info.study_kinds
+    if kinds and "image" not in kinds:  # e.g. fMRI: NIfTI only; a JPEG never reaches the model
+        return True
+    colour = card.task_info.colour
+    return colour is not None and (name in COLOUR_SETS) != colour
 
 
 def scorer(kind: str, train: dict, y: np.ndarray, temperature: float):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,9 @@ class OodDetector:
             if isinstance(exc, OSError) or "os error" not in str(exc):
                 raise
             raise OSError(str(exc)) from exc
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; an installed model is read by every user
         tmp.replace(path)
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
