@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..inference.session import ReviewSession
+from ..inference.trust_notes import withheld
 from ..inference.view_state import DEFAULT_METHOD, STRIP_METHOD
 from ..report.common import DISCLAIMER
 from ..studies.errors import StudyLoadError
@@ -292,6 +293,7 @@ class MainWindow(QMainWindow):
         s.events.show_identifiers.connect(self._sync_privacy_toggles)
         s.events.study.connect(lambda _: self._update_actions())
         s.events.analysis.connect(lambda _: (self._update_titles(), self._update_actions()))
+        s.events.reveal.connect(lambda _: self._update_titles())
         for name in ("slice", "volume"):
             getattr(s.events, name).connect(lambda _: self._frame_changed())
         s.events.method.connect(lambda m: self._overlay_request_changed(method=m))
@@ -598,7 +600,9 @@ class MainWindow(QMainWindow):
                                     (self.viewers.student, "student", STUDENT_COLOR)):
             card = None if self.state.pair is None else getattr(self.state.pair, role)
             text = f"<span style='color:{color.name()}'><b>{role.capitalize()}</b></span>"
-            if a is not None:
+            if a is not None and withheld(a) and not self.state.reveal:
+                text += " &nbsp;<i>prediction withheld</i>"
+            elif a is not None:
                 r = getattr(a, role)
                 text += (f" &nbsp;<b>{html.escape(r.predicted)}</b> "
                          f"{100 * float(r.probabilities[r.predicted_index]):.1f} %")

@@ -37,6 +37,6 @@ class TrustBanner(QFrame):
         if a is None or not withheld(a):
             self.setVisible(False)
             return
-        self.text.setText("⛔ " + next(n.text for n in notes(a) if n.kind == "ood"))
+        self.text.setText("⚠ " + next(n.text for n in notes(a) if n.kind == "ood"))
         self.button.setText("Hide the prediction" if self.state.reveal else "Show the prediction anyway")
         self.setVisible(True)
