@@ -197,6 +197,11 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
         ("Result", "teacher and student predict the SAME class" if analysis.same_class
          else "teacher and student predict DIFFERENT classes"),
     ])
+    col.heading("How far to trust these predictions")
+    for res in (analysis.teacher, analysis.student):
+        col.line(f"{res.role.capitalize()}: {_ood_line(res)}", color=RED if res.out_of_distribution else None)
+    for note in notes(analysis):
+        col.line(f"• {note.text}", color=RED)
     n = max(len(analysis.teacher.classes), len(analysis.student.classes))
     height = min(0.22, 0.035 * n + 0.05)
     left, right, gap = (0.17, 0.64), 0.30, 0.02
@@ -207,11 +212,6 @@ def _summary_page(fig: Figure, analysis: Analysis, study: Study, show_identifier
     for x, res, title in zip(left, (analysis.teacher, analysis.student), titles):
         _bars(fig, [x, top - height, right, height], res, title)
     col.y = top - height - 0.03
-    col.heading("How far to trust these predictions")
-    for res in (analysis.teacher, analysis.student):
-        col.line(f"{res.role.capitalize()}: {_ood_line(res)}", color=RED if res.out_of_distribution else None)
-    for note in notes(analysis):
-        col.line(f"• {note.text}", color=RED)
     col.heading("Heatmap agreement (teacher vs student)")
     if analysis.agreement:
         pad = max(len(method_label(m)) for m in analysis.agreement)
