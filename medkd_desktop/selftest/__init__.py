@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import MedKDError
 from .runtime import bundle_dir, is_frozen
 
 __all__ = ["CheckResult", "SelfTestReport", "SelfTestContext", "Check", "run_selftest", "default_checks"]
@@ -132,6 +133,8 @@ def run_selftest(extra: Sequence[Check] = (), only: Sequence[str] | None = None,
             detail, ok = fn(ctx), True
         except CheckFailed as exc:
             detail, ok = str(exc), False
+        except MedKDError as exc:  # the app's own typed error: its sentence, and the library's text
+            detail, ok = f"{type(exc).__name__}: {exc}" + (f" ({exc.detail})" if exc.detail else ""), False
         except Exception as exc:  # noqa: BLE001 - any failure is this check's failure, reported as such
             import logging
 

@@ -78,8 +78,13 @@ def ensure_streams() -> Path | None:
 
 
 def use_user_folders() -> None:
-    """Point libraries that cache on disk at MedKD's per-user cache, unless the user chose."""
-    if "MPLCONFIGDIR" not in os.environ:
+    """Point libraries that cache on disk at MedKD's per-user cache.
+
+    Matplotlib: from source, unless the user chose a folder. Frozen, always: PyInstaller's
+    run-time hook has already pointed ``MPLCONFIGDIR`` at a fresh temporary folder (deleted at
+    exit), so matplotlib would rebuild its font list on every start.
+    """
+    if is_frozen() or "MPLCONFIGDIR" not in os.environ:
         os.environ["MPLCONFIGDIR"] = str(user_dirs()["cache"] / "matplotlib")
 
 
