@@ -80,11 +80,12 @@ TARBALL=$DIST/medkd-desktop-$VERSION-linux-x86_64.tar.gz
 DEB=$DIST/medkd-desktop_${VERSION}_amd64.deb
 step "tarball $TARBALL and package $DEB"
 rm -f "$TARBALL" "$DEB"
+DEB_STEP=stage packaging/deb/build_deb.sh "$BUNDLE" "$VERSION" "$DEB"  # hard links first (see build_deb.sh)
 GZ="gzip -$GZIP_LEVEL"
 command -v pigz >/dev/null && GZ="pigz -$GZIP_LEVEL"
 ( tar -C "$DIST" --owner=0 --group=0 --numeric-owner --transform "s,^medkd-desktop,medkd-desktop-$VERSION," \
     -cf - medkd-desktop | $NICE $GZ > "$TARBALL.part" && mv "$TARBALL.part" "$TARBALL" ) &
 TAR_PID=$!
-$NICE packaging/deb/build_deb.sh "$BUNDLE" "$VERSION" "$DEB" "$GZIP_LEVEL"
+DEB_STEP=pack $NICE packaging/deb/build_deb.sh "$BUNDLE" "$VERSION" "$DEB" "$GZIP_LEVEL"
 wait $TAR_PID
 ls -l "$TARBALL" "$DEB"

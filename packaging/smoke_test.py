@@ -227,9 +227,12 @@ def scenario_deb(steps: Steps, work: Path) -> None:
         cmd = fields["Exec"].replace("%f", f"'{DEMO}'")
         home = work / "home-deb"
         home.mkdir(exist_ok=True)
+        # The main window: WM_CLASS ("medkd-desktop" "MedKD Desktop"), as the .desktop file's
+        # StartupWMClass says, and a real size (Qt's 1x1 leader window has the title but no class).
+        main = "'\\(\"medkd-desktop\" \"MedKD Desktop\"\\) +[0-9]{3,}x[0-9]{3,}'"
         script = (f"{cmd} & pid=$!; for i in $(seq 180); do "
-                  "if xwininfo -root -tree | grep -q 'MedKD Desktop'; then "
-                  "xwininfo -root -tree | grep -m1 'MedKD Desktop'; kill $pid; wait $pid; exit 0; fi; "
+                  f"if xwininfo -root -tree | grep -Eq {main}; then "
+                  f"xwininfo -root -tree | grep -Em1 {main}; kill $pid; wait $pid; exit 0; fi; "
                   "kill -0 $pid 2>/dev/null || exit 3; sleep 1; done; kill $pid; exit 4")
         proc = run(xvfb(["sh", "-c", script]), clean_env(home, QT_QPA_PLATFORM="xcb"), home)
         return f"Exec={fields['Exec']}: window mapped: {proc.stdout.strip()[:120]}"
@@ -242,8 +245,28 @@ def scenario_deb(steps: Steps, work: Path) -> None:
             raise RuntimeError(f"left behind: {', '.join(map(str, left))}")
         return "removed: /opt/medkd-desktop, menu entry, MIME types and /usr/bin links are gone"
 
+    def upgrade() -> str:
+        """A newer version over the installed one (dpkg's upgrade path: the old postrm, the new
+        postinst), and the upgraded app runs. The newer .deb is the same bundle, uncompressed."""
+        version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        newer = work / f"medkd-desktop_{version}+upgradetest_amd64.deb"
+        run([str(REPO / "packaging" / "deb" / "build_deb.sh"), str(BUNDLE), f"{version}+upgradetest", str(newer), "0"],
+            ROOT_ENV, work)
+        try:
+            run(["dpkg", "-i", str(newer)], ROOT_ENV, work)
+        finally:
+            newer.unlink(missing_ok=True)
+        installed = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "medkd-desktop"], capture_output=True,
+                                   text=True).stdout
+        if installed != f"{version}+upgradetest":
+            raise RuntimeError(f"installed version {installed!r} after the upgrade")
+        proc = run(["/opt/medkd-desktop/medkd", "info", str(DEMO), "--json"], clean_env(work), work)
+        return f"{version} -> {installed}; the upgraded medkd runs ({json.loads(proc.stdout)['modality']})"
+
     if steps.run("deb: dpkg -i", install):
         steps.run("deb: menu entry starts window", menu_entry)
+        steps.run("deb: upgrade", upgrade)
         steps.run("deb: dpkg -r", remove)
 
 

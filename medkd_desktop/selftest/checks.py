@@ -351,9 +351,28 @@ def allowed_module_roots() -> list[Path]:
     return sorted({Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, REPO_DIR)})
 
 
+#: Where the operating system's own shared libraries live: the bundle leaves the C library,
+#: OpenGL, X11/xcb, fontconfig and the like to the system on purpose (they match its drivers).
+SYSTEM_LIB_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/")
+
+
+def loaded_native_libraries() -> list[Path]:
+    """Shared libraries mapped into this process (Linux: /proc/self/maps; elsewhere none)."""
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        return []
+    libs = set()
+    for line in maps.read_text(errors="replace").splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/") and ".so" in fields[5]:
+            libs.add(fields[5].removesuffix(" (deleted)"))
+    return sorted(Path(p) for p in libs)
+
+
 def check_modules(ctx: SelfTestContext) -> str:
-    """Every imported module comes from inside the bundle (not a site-packages that happens to
-    be on the machine): checked last, after the other checks imported what they need."""
+    """Every imported module, and every shared library loaded, comes from inside the bundle (not
+    a site-packages or a CUDA toolkit that happens to be on the machine) or, for libraries, from
+    the operating system: checked last, after the other checks imported and loaded what they need."""
     roots = allowed_module_roots()
     outside = []
     count = 0
@@ -367,4 +386,11 @@ def check_modules(ctx: SelfTestContext) -> str:
             outside.append(f"{name} ({path})")
     if outside:
         raise CheckFailed(f"{len(outside)} of {count} modules come from outside {roots[0]}: " + ", ".join(outside[:5]))
-    return f"{count} modules, all from {'the bundle ' + str(roots[0]) if is_frozen() else ', '.join(map(str, roots))}"
+    libs = loaded_native_libraries()
+    foreign = [str(p) for p in libs if not str(p).startswith(SYSTEM_LIB_DIRS)
+               and not any(p == r or r in p.parents for r in roots)]
+    if foreign:
+        raise CheckFailed(f"{len(foreign)} shared libraries come from outside {roots[0]} and the system: "
+                          + ", ".join(foreign[:5]))
+    where = "the bundle " + str(roots[0]) if is_frozen() else ", ".join(map(str, roots))
+    return f"{count} modules and {len(libs)} shared libraries, all from {where} (libraries also from the system)"

@@ -134,3 +134,20 @@ def test_modules_outside_the_allowed_roots_are_named(monkeypatch, tmp_path):
     finally:
         sys.modules.pop("stray_pkg_for_selftest", None)
     assert not report.ok and "stray_pkg_for_selftest" in report.checks[0].detail
+
+
+def test_shared_library_from_outside_is_named(tmp_path):
+    """A native library loaded from a stray folder (a CUDA toolkit in /usr/local, another venv)
+    fails the modules check, as a stray Python module does."""
+    import ctypes
+    import ctypes.util
+
+    system_lib = Path("/lib/x86_64-linux-gnu/libz.so.1")
+    if not system_lib.is_file() or not Path("/proc/self/maps").is_file():
+        pytest.skip("needs Linux with /lib/x86_64-linux-gnu/libz.so.1")
+    stray = tmp_path / "libstray_for_selftest.so.1"
+    shutil.copy(system_lib, stray)
+    handle = ctypes.CDLL(str(stray))
+    report = selftest.run_selftest(only=["modules"])
+    assert not report.ok and "libstray_for_selftest" in report.checks[0].detail
+    del handle
