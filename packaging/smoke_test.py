@@ -243,7 +243,12 @@ def scenario_deb(steps: Steps, work: Path) -> None:
                             Path("/usr/share/mime/packages/medkd-desktop.xml")) if p.exists() or p.is_symlink()]
         if left:
             raise RuntimeError(f"left behind: {', '.join(map(str, left))}")
-        return "removed: /opt/medkd-desktop, menu entry, MIME types and /usr/bin links are gone"
+        # dpkg keeps a removed package that has maintainer scripts as "config-files" until purged
+        run(["dpkg", "--purge", "medkd-desktop"], ROOT_ENV, work)
+        if subprocess.run(["dpkg-query", "-W", "medkd-desktop"], capture_output=True).returncode == 0:
+            raise RuntimeError("dpkg still lists medkd-desktop after --purge")
+        return ("removed: /opt/medkd-desktop, menu entry, MIME types and /usr/bin links are gone; "
+                "purged from dpkg's database")
 
     def upgrade() -> str:
         """A newer version over the installed one (dpkg's upgrade path: the old postrm, the new
@@ -267,7 +272,7 @@ def scenario_deb(steps: Steps, work: Path) -> None:
     if steps.run("deb: dpkg -i", install):
         steps.run("deb: menu entry starts window", menu_entry)
         steps.run("deb: upgrade", upgrade)
-        steps.run("deb: dpkg -r", remove)
+        steps.run("deb: dpkg -r, --purge", remove)
 
 
 SCENARIOS = {"offscreen": scenario_offscreen, "xcb": scenario_xcb, "portable": scenario_portable, "deb": scenario_deb}
