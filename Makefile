@@ -1,12 +1,13 @@
 # Two commands for a fresh machine with Python 3.11 and make:
 #   make run    create .venv, install, open the demo study
 #   make test   create .venv, install with test extras, run the test suite
+#   make package / make package-test   the installable bundle, tarball and .deb (docs/PACKAGING.md)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= resources/samples/chest_xray_cr_pa_nema.dcm
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean package package-test package-nsis
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,20 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/medkd bench load
+
+# The offline installer (docs/PACKAGING.md): dist/medkd-desktop/ (onedir bundle), the portable
+# tarball and the .deb, built in their own venv (build/package-venv); then their smoke test.
+package:
+	packaging/build.sh
+
+# Run by the system Python with an empty environment: the build venv is out of reach.
+package-test:
+	env -i PATH=/usr/bin:/bin HOME="$$HOME" $${MEDKD_SHARED_DATA:+MEDKD_SHARED_DATA="$$MEDKD_SHARED_DATA"} \
+	  python3 packaging/smoke_test.py $(if $(ONLY),--only $(ONLY))
+
+# The Windows installer script compiles (NSIS, on a dummy payload: the bundle needs a Windows build).
+package-nsis:
+	packaging/windows/check_nsis.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis demo-output

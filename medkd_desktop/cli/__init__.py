@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from ..studies import StudyLoadError
-from . import analyze, audit, bench, info, models, pacs, retrain, train
+from . import analyze, audit, bench, info, models, pacs, retrain, selftest, train
 from .common import EXIT_BAD_INPUT, UserError
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     retrain.add_parsers(sub)
     models.add_parsers(sub)
+    selftest.add_parsers(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""`medkd-desktop [PATH] [--task T] [--method M] [--screenshot FILE [--faithfulness]] [--device D]`.
+"""`medkd-desktop [PATH] [--task T] [--method M] [--screenshot FILE [--faithfulness]] [--device D]`,
+`medkd-desktop --selftest [--json]`.
 
 Why a screenshot mode: the docs, CI and a machine without a display (``make run`` on a server)
 need to see exactly what the window shows on a study — both overlays, the predictions panel —
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the models run (default: the setting)")
     p.add_argument("--faithfulness", action="store_true",
                    help="with --screenshot: also run Check faithfulness before the screenshot")
+    p.add_argument("--selftest", action="store_true",
+                   help="check this installation (decoders, samples, models, reports, Qt) and exit: 0 only if all pass")
+    p.add_argument("--json", action="store_true", help="with --selftest: print the result as JSON")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -92,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.selftest:
+        from .selftest_qt import main as selftest_main
+
+        return selftest_main(args.json)
     if args.screenshot:
         if not args.path:
             print("error: --screenshot needs a PATH to open", file=sys.stderr)
@@ -103,9 +111,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     window = MainWindow(device=args.device, forced_task=args.task, method=args.method)
     window.show()
+    if os.environ.get(STARTUP_TRACE_ENV):
+        trace_startup(window)
     if args.path:
         window.open_path(args.path)
     return app.exec()
+
+
+#: Set (to anything) to print ``medkd-startup window`` once the window has been painted and
+#: ``medkd-startup overlays`` when both overlays are shown, on stderr: scripts/bench_frozen.py
+#: times a cold start of the installed app against the source install with these marks.
+STARTUP_TRACE_ENV = "MEDKD_STARTUP_TRACE"
+
+
+def trace_startup(window) -> None:  # noqa: ANN001
+    from PySide6.QtCore import QTimer
+
+    def mark(event: str) -> None:
+        print(f"medkd-startup {event}", file=sys.stderr, flush=True)
+
+    window.repaint()
+    QTimer.singleShot(0, lambda: mark("window"))  # the first turn of the event loop: the window is up
+    window.analysis_applied.connect(lambda _a: QTimer.singleShot(0, lambda: mark("overlays")))
 
 
 def screenshot(args: argparse.Namespace) -> int:
