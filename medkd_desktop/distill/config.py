@@ -133,6 +133,9 @@ class TrainConfig:
         none of them hashes as it did before they existed, so its checkpoint still resumes.
         """
         d = self.to_dict()
+        # The gate's accepted body parts say which studies the app sends to the model, not how it is
+        # trained: adding them to a config does not make it another run.
+        d["task_info"] = {k: v for k, v in (d.get("task_info") or {}).items() if k != "body_parts"}
         for f in fields(self):
             if f.metadata.get("digest_if_default", True):
                 continue
