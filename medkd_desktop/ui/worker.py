@@ -237,9 +237,7 @@ class Worker(QObject):
             self._latest_analysis = job_id
         engine = self.engine
 
-        def on_progress(*args: Any, **kwargs: Any) -> None:
-            fraction, text = _progress_args(args, kwargs)
-            self.bridge.progress.emit(job_id, fraction, text)
+        on_progress = self._reporter(job_id)
 
         def job() -> None:
             from ..inference.engine import AnalysisCancelled
@@ -265,6 +263,14 @@ class Worker(QObject):
 
         self._submit(job)
         return job_id
+
+    def _reporter(self, job_id: int) -> Callable[..., None]:
+        """The engine's ``on_progress`` for one job, as the bridge's progress signal."""
+        def on_progress(*args: Any, **kwargs: Any) -> None:
+            fraction, text = _progress_args(args, kwargs)
+            self.bridge.progress.emit(job_id, fraction, text)
+
+        return on_progress
 
     def run_task(self, fn: Callable[[], Any]) -> int:
         """Run a plain function (an export) on the pool thread; task_done/task_failed report it."""
@@ -295,9 +301,7 @@ class Worker(QObject):
         with self._lock:
             self._flags[job_id] = flag
 
-        def on_progress(*args: Any, **kwargs: Any) -> None:
-            fraction, text = _progress_args(args, kwargs)
-            self.bridge.progress.emit(job_id, fraction, text)
+        on_progress = self._reporter(job_id)
 
         def job() -> None:
             from ..inference.engine import AnalysisCancelled
