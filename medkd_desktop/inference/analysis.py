@@ -18,6 +18,10 @@ from ..models.geometry import PlacedMap
 #: on validation images: below 0.6, fewer than 6 in 10.
 UNCERTAIN_BELOW = 0.6
 
+#: What the window's banner, the PDF and the JSON say when a model flags its input as out of distribution.
+OOD_SENTENCE = ("This image does not look like the images this model was trained on; its prediction is "
+                "not meaningful.")
+
 
 @dataclass
 class OodResult:
@@ -47,8 +51,7 @@ class OodResult:
         if self.gate:
             return self.gate
         if self.above_threshold:
-            return ("This image does not look like the images this model was trained on (its OOD score "
-                    f"{self.score:.1f} is above the threshold {self.threshold:.1f}); its prediction is not meaningful.")
+            return f"{OOD_SENTENCE} Its OOD score {self.score:.1f} is above the threshold {self.threshold:.1f}."
         return None
 
     def to_dict(self) -> dict[str, Any]:

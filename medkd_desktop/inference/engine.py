@@ -25,6 +25,9 @@ Design choices a reader of the results needs to know:
 * **Agreement** (Pearson r, SSIM, top-20 % IoU) is ``explain.metrics.map_agreement``: the one
   function and grid (the region both models saw, at the maps' own resolution, at most 256 px)
   behind every agreement figure the app, ``medkd explain`` and ``medkd bench explain`` report.
+* **Out of distribution.** Each model's result carries an :class:`OodResult`: the study-level gate
+  (``pairing.mismatch_warning``: modality, body part, colour) and, when the card has OOD statistics
+  (``trust.ood``), the feature score read from the prediction's own forward pass.
 * With ``faithfulness=True`` each map also gets deletion and insertion AUC against its own model
   (``explain.metrics``, the benchmark's code) on the model input it explains.
 * Models load once per device through the registry's cache; a lock serialises analyses so two

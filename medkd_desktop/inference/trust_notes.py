@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import UNCERTAIN_BELOW, Analysis
-
-OOD_SENTENCE = ("This image does not look like the images this model was trained on; its prediction is "
-                "not meaningful.")
+from .analysis import OOD_SENTENCE, UNCERTAIN_BELOW, Analysis
 
 
 @dataclass(frozen=True)
