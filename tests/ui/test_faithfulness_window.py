@@ -12,7 +12,7 @@ import threading
 
 import pytest
 from testdata import SAMPLES
-from ui_driver import open_and_wait
+from ui_driver import GatedEngine, open_and_wait
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -76,18 +76,7 @@ def test_cancel_leaves_the_window_usable_with_no_figures(qtbot, window, how):
     gate = threading.Event()
     engine = window.worker.engine
 
-    class GatedEngine:
-        def __getattr__(self, name):
-            return getattr(engine, name)
-
-        def analyze(self, *args, on_progress=None, **kwargs):
-            def progress(fraction, message):
-                on_progress(fraction, message)
-                gate.wait(30)
-
-            return engine.analyze(*args, on_progress=progress, **kwargs)
-
-    window.worker.engine = GatedEngine()
+    window.worker.engine = GatedEngine(engine, gate)
     finished = []
     panel.check_finished.connect(finished.append)
 

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 from testdata import SAMPLES
-from ui_driver import open_and_wait
+from ui_driver import GatedEngine, open_and_wait
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
@@ -179,18 +179,7 @@ def test_cancel_stops_a_run_and_no_result_is_applied(qtbot, window):
     gate = threading.Event()
     engine = window.worker.engine
 
-    class GatedEngine:
-        def __getattr__(self, name):
-            return getattr(engine, name)
-
-        def analyze(self, *args, on_progress=None, **kwargs):
-            def progress(fraction, message):
-                on_progress(fraction, message)
-                gate.wait(30)
-
-            return engine.analyze(*args, on_progress=progress, **kwargs)
-
-    window.worker.engine = GatedEngine()
+    window.worker.engine = GatedEngine(engine, gate)
     applied = []
     window.analysis_applied.connect(applied.append)
 

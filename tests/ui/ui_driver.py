@@ -22,3 +22,21 @@ def engine_factory(model_root: Path):
         return Engine(registry=registry, device="cpu"), registry
 
     return factory
+
+
+class GatedEngine:
+    """The real engine, whose every progress report waits for *gate*: a run is then certainly still
+    going when a test presses Cancel, however fast the machine."""
+
+    def __init__(self, engine, gate):
+        self._engine, self._gate = engine, gate
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def analyze(self, *args, on_progress=None, **kwargs):
+        def progress(fraction, message):
+            on_progress(fraction, message)
+            self._gate.wait(30)
+
+        return self._engine.analyze(*args, on_progress=progress, **kwargs)
