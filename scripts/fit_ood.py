@@ -5,9 +5,12 @@ trust's, and neither layer may import the other.
 
 Protocol, so that no figure is measured on what chose or fitted it:
 - statistics (class means, shrunk covariance, kNN bank) are fitted on the task's ``train`` split;
-- the threshold is the 95th percentile of the task's own ``val`` scores (95 % pass);
+- the threshold is a tolerance limit on the task's own ``val`` scores (at least 95 % pass, with
+  90 % confidence: ``trust.ood.pass_threshold``);
 - the score family is chosen on ``val``: in-distribution val images against the other tasks'
-  *val* images and synthetic inputs (mean AUROC over every model);
+  *val* images and synthetic inputs (mean AUROC over every model); so is, per model, which layers
+  the Mahalanobis score reads: its last 1 to 4 stages, with or without the input's 8 x 8 thumbnail
+  (the best val AUROC; on a tie, the fewest layers);
 - AUROC is reported on ``test``: the task's test images against the other tasks' *test* images
   (far), synthetic inputs (blank, noise, photos and app screenshots: far), and a near set.
 
@@ -30,12 +33,13 @@ import torch
 from medkd_desktop.distill.data import CachedSplit, Sample, read_manifest
 from medkd_desktop.distill.trainer import default_cache_dir
 from medkd_desktop.models.card import ModelCard
-from medkd_desktop.models.features import OOD_STAGES, logits_and_features
-from medkd_desktop.models.preprocess import InputSpec, normalize, to_model_range
+from medkd_desktop.models.features import stages_from_end, thumbnail
+from medkd_desktop.models.preprocess import InputSpec, to_model_range
 from medkd_desktop.models.registry import BUNDLED_DIR, ModelRegistry, load_model
 from medkd_desktop.paths import shared_data_dir
+from medkd_desktop.retrain.ood_fit import pooled_features
 from medkd_desktop.studies import StudyLoadError, open_study
-from medkd_desktop.trust.ood import OodDetector, auroc, energy_score, msp_score
+from medkd_desktop.trust.ood import OodDetector, auroc, energy_score, msp_score, pass_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_TASKS = ("cxr-covid", "histo-lc25000", "skin-ham10000", "brain-tumor-mri")
@@ -43,7 +47,12 @@ IMAGE_TASKS = ("cxr-covid", "histo-lc25000", "skin-ham10000", "brain-tumor-mri")
 NEAR = {"cxr-covid": "brain-tumor-mri", "brain-tumor-mri": "cxr-covid",
         "histo-lc25000": "skin-ham10000", "skin-ham10000": "histo-lc25000"}
 OTHER_VAL_N, OTHER_TEST_N = 150, 300  # other tasks' images per split (every n-th row)
-CANDIDATES = ("msp", "energy", "knn", "mahalanobis_last", "mahalanobis")
+MAX_STAGES = 4  # the Mahalanobis score reads the last 1..4 stages (every model has at least 3 besides its stem)
+THUMBNAIL = 8  # side of the input thumbnail the Mahalanobis score may read as one more layer
+#: "mahalanobis_k": the last k stages, "_thumb": and the thumbnail; "mahalanobis": per model, the
+#: variant with the best val AUROC.
+MAHALANOBIS = tuple(f"mahalanobis_{k}{t}" for t in ("", "_thumb") for k in range(1, MAX_STAGES + 1))
+CANDIDATES = ("msp", "energy", "knn", *MAHALANOBIS, "mahalanobis")
 CACHE = default_cache_dir().parent / "ood-features"
 
 
@@ -99,23 +108,24 @@ def nifti_near(spec: InputSpec) -> tuple[torch.Tensor, list[str]]:
     return (torch.stack(xs) if xs else torch.empty(0)), names
 
 
-@torch.inference_mode()
 def features(card: ModelCard, model: torch.nn.Module, x: torch.Tensor, key: str) -> dict[str, np.ndarray]:
-    """Logits and pooled stage features of cached [0, 1] images, cached by (weights, images)."""
-    digest = hashlib.sha256(card.sha256.encode() + key.encode() + str(tuple(x.shape)).encode()).hexdigest()[:20]
+    """Logits and the pooled features of the last MAX_STAGES stages (``f0`` = the last) of cached
+    [0, 1] images, cached by (weights, images)."""
+    digest = hashlib.sha256(card.sha256.encode() + key.encode() + str(tuple(x.shape)).encode()
+                            + f"stages{MAX_STAGES}".encode()).hexdigest()[:20]
     path = CACHE / f"{digest}.npz"
     if path.exists():
-        return dict(np.load(path))
-    logits, feats = [], [[] for _ in OOD_STAGES]
-    for i in range(0, x.shape[0], 64):
-        lg, fs = logits_and_features(model, normalize(x[i:i + 64].float(), card.input))
-        logits.append(lg.float().numpy())
-        for j, f in enumerate(fs):
-            feats[j].append(f.numpy())
-    out = {"logits": np.concatenate(logits)} | {f"f{j}": np.concatenate(f) for j, f in enumerate(feats)}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
-    return out
+        out = dict(np.load(path))
+    else:
+        logits, feats = pooled_features(model, x, card.input, torch.device("cpu"), stages_from_end(model, MAX_STAGES))
+        out = {"logits": logits} | {f"f{j}": f for j, f in enumerate(feats)}
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+    return out | {"thumb": thumbnail(x.float(), THUMBNAIL).numpy()}  # needs no model: x is in [0, 1]
+
+
+def n_stages(feats: dict) -> int:
+    return sum(1 for k in feats if k.startswith("f"))
 
 
 COLOUR_SETS = {"histo-lc25000", "skin-ham10000", "photo"}  # RGB files; cxr and brain MR are grey
@@ -132,16 +142,28 @@ def gate(card: ModelCard, name: str) -> bool:
     return colour is not None and (name in COLOUR_SETS) != colour
 
 
+def detector(kind: str, train: dict, y: np.ndarray) -> OodDetector:
+    """The feature score *kind* ("knn", "mahalanobis_k" or "mahalanobis_k_thumb") fitted on *train*."""
+    parts = kind.split("_")
+    count = 1 if kind == "knn" else min(int(parts[1]), n_stages(train))
+    thumb = THUMBNAIL if parts[-1] == "thumb" else 0
+    return OodDetector.fit(parts[0], [train[f"f{j}"] for j in range(count)] + ([train["thumb"]] if thumb else []), y,
+                           [-(j + 1) for j in range(count)], thumbnail=thumb)
+
+
+def layers(det: OodDetector, feats: dict) -> list[np.ndarray]:
+    """What *det* reads, from fit_ood's cached features (in ``logits_and_features``' order)."""
+    return [feats[f"f{-s - 1}"] for s in det.stages] + ([feats["thumb"]] if det.thumbnail else [])
+
+
 def scorer(kind: str, train: dict, y: np.ndarray, temperature: float):
     """A function features -> scores for one candidate, fitted on *train*."""
     if kind == "msp":
         return lambda d: msp_score(torch.softmax(torch.from_numpy(d["logits"]) / temperature, 1).numpy())
     if kind == "energy":
         return lambda d: energy_score(d["logits"])
-    stages = [0] if kind in ("knn", "mahalanobis_last") else list(range(len(OOD_STAGES)))
-    det = OodDetector.fit("knn" if kind == "knn" else "mahalanobis", [train[f"f{j}"] for j in stages], y,
-                          [OOD_STAGES[j] for j in stages])
-    return lambda d: det.score([d[f"f{j}"] for j in stages])
+    det = detector(kind, train, y)
+    return lambda d: det.score(layers(det, d))
 
 
 def measure(task: str, role: str, card: ModelCard) -> dict:
@@ -167,12 +189,12 @@ def measure(task: str, role: str, card: ModelCard) -> dict:
 
     result: dict = {"n": {"train": len(y_train), "val": len(split["val"]), "test": len(split["test"])},
                     "candidates": {}}
-    for kind in CANDIDATES:
+    for kind in CANDIDATES[:-1]:
         score = scorer(kind, feats["train"], y_train, card.temperature)
         id_val, id_test = score(feats["val"]), score(feats["test"])
         sel = np.concatenate([score(d) for d in [*ood_val.values(), *synth.values()]])
         far = np.concatenate([score(d) for d in [*ood_test.values(), *synth.values()]])
-        threshold = float(np.quantile(id_val, 0.95))
+        threshold = pass_threshold(id_val)
         # What the app decides: the study-level gate (a colour image for a grey model, or the reverse) flags
         # a whole set before its score is read; blank and noise are model-range tensors, never gated.
         gated = np.concatenate([np.where(gate(card, t), np.inf, score(d)) for t, d in {**ood_test, **synth}.items()])
@@ -188,6 +210,11 @@ def measure(task: str, role: str, card: ModelCard) -> dict:
             if near_names:
                 entry["near_items"] = {n: bool(s > threshold) for n, s in zip(near_names, near_scores)}
         result["candidates"][kind] = entry
+    n = n_stages(feats["train"])  # a model with fewer stages: its "mahalanobis_4" is its "mahalanobis_3"
+    maha = [k for k in MAHALANOBIS if int(k.split("_")[1]) <= n]
+    best = max(maha, key=lambda k: (round(result["candidates"][k]["val_auroc"], 3),
+                                    -(int(k.split("_")[1]) + k.endswith("_thumb"))))
+    result["candidates"]["mahalanobis"] = {**result["candidates"][best], "chosen_on_val": best}
     result["near_set"] = NEAR.get(task, "other NIfTI files (T1, 4-D EPI) as glass brains")
     return result
 
@@ -206,29 +233,26 @@ def adult_only_experiment(role: str, card: ModelCard, kind: str) -> dict:
     y = sets["adult_train"].y.numpy()
     score = scorer(kind, f["adult_train"], y, card.temperature)
     id_val, id_test, out = score(f["adult_val"]), score(f["adult_test"]), score(f["child_test"])
-    thr = float(np.quantile(id_val, 0.95))
+    thr = pass_threshold(id_val)
     return {"auroc": auroc(id_test, out), "child_flagged": float((out > thr).mean()),
             "adult_test_flagged": float((id_test > thr).mean()), "n_adult_test": len(id_test), "n_child_test": len(out)}
 
 
 def deploy(card: ModelCard, kind: str) -> dict:
-    """Fit the chosen score on train, its threshold on val; write the stats file and the card field."""
+    """Fit the chosen score (a "mahalanobis_k" or "knn") on train, its threshold on val; write the
+    stats file and the card field."""
     model = load_model(card, torch.device("cpu")).eval()
     spec = card.input
     manifest = shared_data_dir() / card.training["manifest"]
     train = CachedSplit(read_manifest(manifest, spec, "train"), card.classes, spec, default_cache_dir())
     val = CachedSplit(read_manifest(manifest, spec, "val"), card.classes, spec, default_cache_dir())
     ft, fv = features(card, model, train.x, f"{card.task}/train"), features(card, model, val.x, f"{card.task}/val")
-    stages = [0] if kind in ("knn", "mahalanobis_last") else list(range(len(OOD_STAGES)))
-    det = OodDetector.fit("knn" if kind == "knn" else "mahalanobis", [ft[f"f{j}"] for j in stages],
-                          train.y.numpy(), [OOD_STAGES[j] for j in stages],
-                          info={"fitted_on": "train", "n_train": len(train), "threshold_on": "val",
-                                "n_val": len(val), "manifest_sha256": card.training.get("manifest_sha256", "")})
-    det.fit_threshold(det.score([fv[f"f{j}"] for j in stages]))
+    det = detector(kind, ft, train.y.numpy())
+    det.info = {"fitted_on": "train", "n_train": len(train), "threshold_on": "val", "n_val": len(val),
+                "manifest_sha256": card.training.get("manifest_sha256", "")}
+    det.fit_threshold(det.score(layers(det, fv)))
     path = card.path.with_name(f"{card.path.stem}.ood.safetensors")
-    sha = det.save(path)
-    field = {"file": path.name, "sha256": sha, "score": det.kind, "stages": det.stages, "threshold": det.threshold,
-             "pass_rate_val": 0.95, "fitted_on": "train", "threshold_on": "val"}
+    field = det.card_field(path.name, det.save(path))
     d = json.loads(card.path.read_text())  # in place, like calibrate_bundled.py: keeps every other key
     d["ood"] = field
     card.path.write_text(json.dumps(d, indent=2) + "\n")
@@ -255,17 +279,20 @@ def main(argv: list[str] | None = None) -> int:
                   + f"  (val best {best}, {time.perf_counter() - t0:.0f} s)", flush=True)
     mean_val = {k: float(np.mean([r["candidates"][k]["val_auroc"] for t in report["tasks"].values()
                                   for r in t.values()])) for k in CANDIDATES}
-    chosen = max((k for k in CANDIDATES if k not in ("msp", "energy")), key=mean_val.get)
+    chosen = max((k for k in CANDIDATES if k not in ("msp", "energy")), key=lambda k: (round(mean_val[k], 3), k == "mahalanobis"))
     report["mean_val_auroc"], report["chosen"] = mean_val, chosen
     print("mean val AUROC:", json.dumps(mean_val), "-> chosen:", chosen)
     if "cxr-covid" in report["tasks"]:
-        report["adult_only"] = {role: adult_only_experiment(role, registry.card("cxr-covid", role), chosen)
+        cxr = report["tasks"]["cxr-covid"]
+        report["adult_only"] = {role: adult_only_experiment(role, registry.card("cxr-covid", role),
+                                                            cxr[role]["candidates"][chosen].get("chosen_on_val", chosen))
                                 for role in ("teacher", "student")}
         print("adult-only fit, paediatric rows as near-OOD:", json.dumps(report["adult_only"]))
     if args.write:
         for task in report["tasks"]:
             for role in ("teacher", "student"):
-                report["tasks"][task][role]["deployed"] = deploy(registry.card(task, role), chosen)
+                r = report["tasks"][task][role]
+                r["deployed"] = deploy(registry.card(task, role), r["candidates"][chosen].get("chosen_on_val", chosen))
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 

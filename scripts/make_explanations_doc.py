@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medkd_desktop.bench.explain import jsonable, manifest_for, pick_test_rows  # noqa: E402
+from medkd_desktop.bench.explain import jsonable, manifest_for, pick_rows  # noqa: E402
 from medkd_desktop.bench.timing import CpuSteal  # noqa: E402
 from medkd_desktop.explain import list_methods, method_label  # noqa: E402
 from medkd_desktop.explain.overlay import OverlayStyle, blend  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> int:
             except ModelLoadError as exc:
                 md += [f"_Not available yet: {exc}_", ""]
                 continue
-            rows = pick_test_rows(manifest_for(pair.student, data_root), pair.student, 1)
+            rows = pick_rows(manifest_for(pair.student, data_root), pair.student, 1)
             if not rows:
                 md += ["_No test image found._", ""]
                 continue

@@ -46,13 +46,13 @@ def manifest_for(card: ModelCard, data_root: Path) -> Path:
     return data_root / card.task / "manifest.csv"
 
 
-def pick_test_rows(manifest: Path, card: ModelCard, n: int) -> list[Any]:
-    """*n* test rows, taken round-robin over the classes in manifest order (deterministic, and
+def pick_rows(manifest: Path, card: ModelCard, n: int, split: str = "test") -> list[Any]:
+    """*n* rows of *split*, taken round-robin over the classes in manifest order (deterministic, and
     every class is represented even when the first rows of the file are all one class)."""
     from ..distill.data import read_manifest
 
     by_label: dict[str, list[Any]] = {}
-    for s in read_manifest(manifest, card.input, split="test"):
+    for s in read_manifest(manifest, card.input, split=split):
         by_label.setdefault(s.label, []).append(s)
     picked: list[Any] = []
     queues = [list(v) for _, v in sorted(by_label.items())]
@@ -96,8 +96,8 @@ def _scorecam_batching(model: torch.nn.Module, x: torch.Tensor, card: ModelCard)
 
 
 def bench_task(engine: Engine, task: str, data_root: Path, n_images: int, methods: Sequence[str] | None,
-               steps: int, batching: bool) -> dict[str, Any]:
-    """Every test image through the engine, as the window analyses it (each model explains its own
+               steps: int, batching: bool, split: str = "test") -> dict[str, Any]:
+    """Every *split* image through the engine, as the window analyses it (each model explains its own
     prediction), with faithfulness on: the agreement figures are the ones the window shows."""
     try:
         pair = engine.registry.pair(task)
@@ -106,10 +106,10 @@ def bench_task(engine: Engine, task: str, data_root: Path, n_images: int, method
         return {"skipped": str(exc)}
     manifest = manifest_for(pair.student, data_root)
     if not manifest.is_file():
-        return {"skipped": f"no test manifest at {manifest}"}
-    rows = pick_test_rows(manifest, pair.student, n_images)
+        return {"skipped": f"no manifest at {manifest}"}
+    rows = pick_rows(manifest, pair.student, n_images, split)
     if not rows:
-        return {"skipped": f"no test rows in {manifest.name}"}
+        return {"skipped": f"no {split} rows in {manifest.name}"}
     wanted = list(methods) if methods else list_methods()
     acc: dict[str, dict[str, list]] = {m: {} for m in wanted}
     applicable: dict[str, set[str]] = {m: set() for m in wanted}
@@ -122,7 +122,7 @@ def bench_task(engine: Engine, task: str, data_root: Path, n_images: int, method
             analysis = engine.analyze(study, pair, wanted, strip=False, skip_inapplicable=True, faithfulness=True,
                                       steps=steps)
         except (StudyLoadError, IncompatibleStudyError) as exc:
-            log.warning("skipping test image %s: %s", Path(row.path).name, exc)
+            log.warning("skipping %s image %s: %s", split, Path(row.path).name, exc)
             continue
         log.info("%s: image %d/%d", task, i + 1, len(rows))
         processed += 1
@@ -196,8 +196,9 @@ def bench_explain(
     threads: int = 0,
     steps: int = 20,
     batching: bool = True,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Run the benchmark; ``{"tasks": {TASK: {METHOD: {...}}}}`` plus the settings used."""
+    """Run the benchmark on *split* (``val`` to choose a training lever: test is read once, to report); ``{"tasks": {TASK: {METHOD: {...}}}}`` plus the settings used."""
     from ..paths import shared_data_dir
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -208,10 +209,10 @@ def bench_explain(
         raise ExplainError(f"Unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(list_methods())}.")
     out: dict[str, Any] = {}
     for task in tasks or engine.registry.tasks():
-        out[task] = bench_task(engine, task, data_root, n_images, methods, steps, batching)
+        out[task] = bench_task(engine, task, data_root, n_images, methods, steps, batching, split)
     return {
         "device": "cpu", "threads": torch.get_num_threads(), "batch": 1, "n_images_per_task": n_images,
-        "split": "test", "deletion_insertion_steps": steps, "tasks": out,
+        "split": split, "deletion_insertion_steps": steps, "tasks": out,
     }
 
 

@@ -49,7 +49,7 @@ def _cmd_bench_explain(args: argparse.Namespace) -> None:
     try:
         result = measured(lambda: jsonable(bench_explain(
             data_root=root, n_images=args.images, methods=methods, tasks=tasks, threads=args.threads,
-            steps=args.steps, batching=not args.no_batching)))
+            steps=args.steps, batching=not args.no_batching, split=args.split)))
     except ExplainError as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -92,7 +92,9 @@ def add_parsers(sub: Any) -> None:
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=_cmd_bench_inference)
     bex = bench_sub.add_parser("explain", help="per task and method: teacher/student explanation time, agreement, faithfulness")
-    bex.add_argument("--images", type=int, default=20, help="test images per task (default 20)")
+    bex.add_argument("--images", type=int, default=20, help="images per task (default 20)")
+    bex.add_argument("--split", choices=("test", "val"), default="test",
+                     help="manifest split (default test; val to compare training levers)")
     bex.add_argument("--methods", help="comma-separated methods (default: all)")
     bex.add_argument("--tasks", help="comma-separated tasks (default: every task with models)")
     bex.add_argument("--steps", type=int, default=20, help="deletion/insertion steps (default 20)")

@@ -30,7 +30,8 @@ class OodResult:
     Two signals: the study-level *gate* (a DICOM of another modality or body part, a colour image
     for a grey model: ``inference.pairing.mismatch_warning``), which flags whatever the score says,
     and the feature-space *score* (``trust.ood``; higher: less like the training images) against its
-    threshold, fitted so that 95 % of the task's validation images pass.
+    threshold, set on the task's validation images so that at least 95 % of in-distribution images
+    pass (with 90 % confidence: ``trust.ood.pass_threshold``).
     """
 
     score: float | None  # None: the model's card carries no OOD statistics

@@ -499,7 +499,8 @@ class Engine:
                 if detector is None:
                     logits = model(batch)
                 else:
-                    logits, feats = logits_and_features(model, batch, detector.stages)
+                    logits, feats = logits_and_features(model, batch, detector.stages, detector.thumbnail,
+                                                        card.input)
                 self._sync()
                 elapsed += time.perf_counter() - t0
                 logits = logits.float()

@@ -45,6 +45,14 @@ def normalize(t: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     return (t - mean) / std
 
 
+def denormalize(t: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """The inverse of ``normalize``: model input back to [0, 1] model range."""
+    shape = (-1, 1, 1)
+    mean = torch.tensor(spec.mean[: spec.channels], dtype=t.dtype, device=t.device).view(shape)
+    std = torch.tensor(spec.std[: spec.channels], dtype=t.dtype, device=t.device).view(shape)
+    return t * std + mean
+
+
 def preprocess(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """Displayed frame ([0, 1], gray or RGB) -> normalised (C, size, size) model input."""
     return normalize(to_model_range(image, spec), spec)

@@ -127,9 +127,7 @@ def install(model: torch.nn.Module, card: ModelCard, detector: OodDetector | Non
         os.replace(tmp_w, weights)
         card.weights_file, card.sha256 = weights.name, sha
         if detector is not None:
-            card.ood = {"file": stats.name, "sha256": detector.save(stats), "score": detector.kind,
-                        "stages": detector.stages, "threshold": detector.threshold, "pass_rate_val": 0.95,
-                        "fitted_on": "train", "threshold_on": "val"}
+            card.ood = detector.card_field(stats.name, detector.save(stats))
         import json
 
         _fsync_write(tmp_c, (json.dumps(card.to_dict(), indent=2) + "\n").encode())

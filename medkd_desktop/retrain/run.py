@@ -310,7 +310,7 @@ class _Run:
             license="Local model trained on this site's images; research use only.",
             target_layers=dict(student.target_layers), task_info=teacher.task_info,
         )
-        detector = fit_detector(model, splits["train"], val, spec, device, {"manifest_sha256": data_sha})
+        detector = fit_detector(model, splits["train"], val, spec, device, {"manifest_sha256": data_sha}, student.ood)
         self.emit({"event": "ood_fitted", "score": detector.kind, "threshold": detector.threshold})
         installed = install(model.cpu(), card, detector)
         (self.run_dir / "comparison.json").write_text(json.dumps(comparison, indent=1))

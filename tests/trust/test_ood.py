@@ -15,7 +15,7 @@ import pytest
 from testdata import SAMPLES, run_medkd, shared_path
 
 from medkd_desktop.models.registry import BUNDLED_DIR, ModelRegistry
-from medkd_desktop.trust.ood import OodDetector, OodStatsError, auroc, energy_score, msp_score
+from medkd_desktop.trust.ood import OodDetector, OodStatsError, auroc, energy_score, msp_score, pass_threshold
 
 
 def _clusters(noise_seed=1, n=300, d=32):
@@ -43,22 +43,34 @@ def test_a_fitted_score_separates_outliers_and_its_threshold_passes_95_percent(k
     layers = (lambda f: [f, f[:, :16]]) if kind == "mahalanobis" else (lambda f: [f])
     det = OodDetector.fit(kind, layers(x), y, [-1, -2])
     det.fit_threshold(det.score(layers(val)))
-    assert (det.score(layers(val)) > det.threshold).mean() == pytest.approx(0.05, abs=0.005)
+    assert 0.02 < (det.score(layers(val)) > det.threshold).mean() < 0.05  # a margin below 5 % on val itself
     s_in, s_out = det.score(layers(test)), det.score(layers(out))
     assert auroc(s_in, s_out) > 0.99
     assert (s_in > det.threshold).mean() < 0.15  # unseen in-distribution images mostly pass
     assert (s_out > det.threshold).mean() > 0.95
 
 
+def test_the_threshold_lets_95_percent_pass_on_unseen_images_with_90_percent_confidence():
+    """The promise behind "<= 5 % of in-distribution images flagged": a threshold from 300 val
+    scores, checked on a large fresh sample of the same distribution, over 400 draws of val."""
+    rng = np.random.default_rng(0)
+    population = rng.normal(size=200_000)
+    passes = [(population <= pass_threshold(rng.normal(size=300))).mean() for _ in range(400)]
+    assert 0.87 <= np.mean(np.array(passes) >= 0.95) <= 0.95  # the plain 95th percentile: about 0.5
+    assert np.median(passes) < 0.98  # not so high that it stops flagging anything
+    assert pass_threshold(np.arange(10.0)) == 9.0  # too few images for the bound: the largest
+
+
 def test_statistics_round_trip_and_an_altered_file_is_refused(tmp_path):
     x, y, out = _clusters()
-    det = OodDetector.fit("mahalanobis", [x], y, [-1], info={"fitted_on": "train"})
-    det.fit_threshold(det.score([x]))
+    det = OodDetector.fit("mahalanobis", [x, x[:, :8]], y, [-1], info={"fitted_on": "train"}, thumbnail=8)
+    det.fit_threshold(det.score([x, x[:, :8]]))
     path = tmp_path / "student.ood.safetensors"
     sha = det.save(path)
     again = OodDetector.load(path, sha)
     assert again.threshold == det.threshold and again.stages == [-1] and again.info == {"fitted_on": "train"}
-    np.testing.assert_allclose(again.score([out]), det.score([out]), rtol=1e-4)
+    assert again.thumbnail == 8  # the engine must compute the same layers the statistics were fitted on
+    np.testing.assert_allclose(again.score([out, out[:, :8]]), det.score([out, out[:, :8]]), rtol=1e-4)
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -109,7 +121,7 @@ def test_the_chest_models_flag_other_tasks_images_and_pass_their_own():
     for i in (0, 1):
         own = np.array(scores["cxr-covid"][i])
         assert auroc(own, scores["histo-lc25000"][i]) > 0.9  # the score alone tells another task's images apart
-        assert auroc(own, scores["brain-tumor-mri"][i]) > 0.75  # grey brain MR slices: near-OOD, harder
+        assert auroc(own, scores["brain-tumor-mri"][i]) > 0.9  # grey brain MR slices: near-OOD (the thumbnail helps)
     # its own test films mostly pass (the threshold lets 95 % of val through; docs/TRUST.md has the test rate)
     assert sum(r.out_of_distribution for r in flagged["cxr-covid"]) <= 3  # of 16 (8 films x 2 models)
     assert all(r.out_of_distribution for r in flagged["histo-lc25000"])  # colour tiles: flagged (gate and score)
