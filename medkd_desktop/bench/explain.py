@@ -198,7 +198,8 @@ def bench_explain(
     batching: bool = True,
     split: str = "test",
 ) -> dict[str, Any]:
-    """Run the benchmark on *split* (``val`` to choose a training lever: test is read once, to report); ``{"tasks": {TASK: {METHOD: {...}}}}`` plus the settings used."""
+    """Run the benchmark on *split* (``val`` to choose a training lever: test is read once, to
+    report); ``{"tasks": {TASK: {METHOD: {...}}}}`` plus the settings used."""
     from ..paths import shared_data_dir
 
     torch.set_num_threads(threads or os.cpu_count() or 1)

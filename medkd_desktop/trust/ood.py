@@ -125,8 +125,8 @@ class OodDetector:
     def card_field(self, file_name: str, sha256: str) -> dict:
         """The card's ``ood`` entry: the statistics file, its hash, and how the threshold was set."""
         return {"file": file_name, "sha256": sha256, "score": self.kind, "stages": self.stages,
-                "thumbnail": self.thumbnail, "threshold": self.threshold, "pass_rate": PASS_RATE, "pass_confidence": PASS_CONFIDENCE,
-                "fitted_on": "train", "threshold_on": "val"}
+                "thumbnail": self.thumbnail, "threshold": self.threshold, "pass_rate": PASS_RATE,
+                "pass_confidence": PASS_CONFIDENCE, "fitted_on": "train", "threshold_on": "val"}
 
     # -- file -----------------------------------------------------------------------------
 
