@@ -137,7 +137,8 @@ class OodDetector:
         tensors: dict[str, np.ndarray] = {}
         for i, layer in enumerate(self.layers):
             tensors[f"layer{i}.means"] = layer.means.astype(np.float32)
-            tensors[f"layer{i}.precision"] = layer.precision.astype(np.float32)
+            # symmetric: the upper triangle only, which halves the teachers' files (1024-d stages)
+            tensors[f"layer{i}.precision_triu"] = layer.precision[np.triu_indices(len(layer.precision))].astype(np.float32)
             tensors[f"layer{i}.scale"] = layer.scale.astype(np.float64)
         if self.bank is not None:
             tensors["knn.bank"] = self.bank.astype(np.float16)
@@ -177,7 +178,7 @@ class OodDetector:
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
             n_layers = sum(1 for k in tensors if k.endswith(".means"))
             layers = [GaussianLayer(tensors[f"layer{i}.means"].astype(np.float64),
-                                    tensors[f"layer{i}.precision"].astype(np.float64),
+                                    symmetric(tensors[f"layer{i}.precision_triu"], tensors[f"layer{i}.means"].shape[1]),
                                     tensors[f"layer{i}.scale"].astype(np.float64)) for i in range(n_layers)]
             bank = tensors.get("knn.bank")
             return cls(kind=meta["kind"], stages=json.loads(meta["stages"]), thumbnail=int(meta.get("thumbnail", 0)),
@@ -186,6 +187,13 @@ class OodDetector:
                        info=json.loads(meta.get("info", "{}")))
         except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise OodStatsError(f"The OOD statistics {path.name} are not readable.", detail=str(exc)) from None
+
+
+def symmetric(triu: np.ndarray, d: int) -> np.ndarray:
+    """A (d, d) symmetric matrix from its row-major upper triangle."""
+    m = np.zeros((d, d), dtype=np.float64)
+    m[np.triu_indices(d)] = triu
+    return m + np.triu(m, 1).T
 
 
 def pass_threshold(val_scores: np.ndarray, pass_rate: float = PASS_RATE, confidence: float = PASS_CONFIDENCE) -> float:
