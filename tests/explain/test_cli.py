@@ -146,3 +146,18 @@ def test_bench_explain_reports_times_agreement_faithfulness_and_skips(run_inproc
             assert all(0.0 <= v <= 1.0 for v in m[key].values())
     assert task["scorecam_batching"]["unbatched_ms"] > 0 and task["scorecam_batching"]["ratio"] > 0
     assert any("student gradcam" in t["target"] for t in task["targets"])
+
+
+def test_bench_explain_on_val_reads_val_rows_only_and_every_class():
+    """Levers are judged on val (`--split val`); a test row there would leak the test split into a choice."""
+    from medkd_desktop.bench.explain import pick_rows
+    from medkd_desktop.models.registry import BUNDLED_DIR, ModelRegistry
+
+    card = ModelRegistry([BUNDLED_DIR]).card("brain-tumor-mri", "student")
+    manifest = shared_path("brain-tumor-mri") / "manifest.csv"
+    with manifest.open() as fh:
+        split_of = {str(manifest.parent / r["path"]): r["split"] for r in csv.DictReader(fh)}
+    rows = pick_rows(manifest, card, 8, "val")
+    assert len(rows) == 8 and {split_of[str(r.path)] for r in rows} == {"val"}
+    assert {r.label for r in rows} == set(card.classes)  # round-robin: every class, 2 each
+    assert not {str(r.path) for r in rows} & {str(r.path) for r in pick_rows(manifest, card, 8)}
