@@ -52,6 +52,16 @@ from .panels import STUDENT_COLOR, TEACHER_COLOR
 
 log = logging.getLogger(__name__)
 
+
+def read_only_table(name: str, row_height: int, rows_shown: int, header: int) -> QTableWidget:
+    """A table the user reads but cannot edit, tall enough for *rows_shown* rows."""
+    table = QTableWidget(0, 0)
+    table.setObjectName(name)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setDefaultSectionSize(row_height)
+    table.setMinimumHeight(row_height * rows_shown + header)
+    return table
+
 NEW_COLOR = QColor("#3fb950")
 SMALL_TEST = 50  # test images under which the comparison says it cannot tell much
 ROLE_NAMES = {"new": "New student", "bundled": "Bundled student", "teacher": "Bundled teacher"}
@@ -129,11 +139,7 @@ class RetrainPanel(QDialog):
         form.addWidget(self.check_button, 0, 6)
         form.setColumnStretch(3, 1)
 
-        self.counts_table = QTableWidget(0, 0)
-        self.counts_table.setObjectName("countsTable")
-        self.counts_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.counts_table.verticalHeader().setDefaultSectionSize(24)
-        self.counts_table.setMinimumHeight(24 * 5 + 30)
+        self.counts_table = read_only_table("countsTable", row_height=24, rows_shown=5, header=30)
         self.notes = QListWidget()
         self.notes.setObjectName("dataNotes")
         self.notes.setWordWrap(True)
@@ -226,11 +232,7 @@ class RetrainPanel(QDialog):
         for role, name in ROLE_NAMES.items():
             self.confusion_model.addItem(name, role)
         self.confusion_model.setToolTip("Whose predictions the matrix shows")
-        self.confusion = QTableWidget(0, 0)
-        self.confusion.setObjectName("confusionTable")
-        self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.confusion.verticalHeader().setDefaultSectionSize(26)
-        self.confusion.setMinimumHeight(26 * 5 + 34)
+        self.confusion = read_only_table("confusionTable", row_height=26, rows_shown=5, header=34)
         self.cell_images = QListWidget()
         self.cell_images.setObjectName("cellImages")
         self.use_button = QPushButton("Use this student")
