@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NamedTuple
 
 import torch
 
@@ -111,46 +112,85 @@ def target_checks(task: str, registry: ModelRegistry, speed: dict) -> list[str]:
     return out
 
 
-#: Issue #20's levers, each trained once in the background on this shared 2-core machine (1 torch thread, other
-#: jobs running: wall times are upper bounds) and judged on val macro-F1 against the bundled student's best
-#: epoch. The test split was not used to decide. Command: `medkd train --config configs/<task>-student.toml
-#: --threads 1 --out-dir runs/levers/<task> --set …` with the overrides listed.
-#: Each: task, lever, overrides, val macro-F1 (lever, bundled), wall minutes, and the median teacher-student
-#: Grad-CAM agreement r on val images (lever, bundled; `medkd bench explain --split val --methods gradcam`,
-#: the student swapped in with MEDKD_MODEL_DIRS), None where it was not measured.
+class Lever(NamedTuple):
+    """One training run of issue #20, judged on val. ``val_acc`` is None where the run's log was on a
+    machine since replaced (only its macro-F1 was recorded); ``r`` is the median teacher-student
+    Grad-CAM agreement on 40 val images, None where it was not measured."""
+
+    task: str
+    lever: str
+    how: str
+    val_acc: float | None
+    val_f1: float
+    minutes: int
+    r: float | None
+
+
+#: The recipe bundled before issue #20, per task: the reference every lever is judged against (the best
+#: epoch of the card's history; r measured with the bundled models, `medkd bench explain --split val`).
+RECIPE = {
+    "cxr-covid": Lever("cxr-covid", "bundled student before #20 (fbce_mse)", "configs/cxr-covid-student.toml; 40 epochs",
+                       0.856, 0.858, 44, 0.53),
+    "histo-lc25000": Lever("histo-lc25000", "bundled student before #20 (fbce_mse)",
+                           "configs/histo-lc25000-student.toml; 40 epochs", 0.993, 0.993, 41, 0.72),
+    "skin-ham10000": Lever("skin-ham10000", "bundled student before #20 (hdkd)",
+                           "configs/skin-ham10000-student.toml; 30 epochs", 0.651, 0.611, 19, 0.04),
+    "brain-tumor-mri": Lever("brain-tumor-mri", "bundled student before #20 (kd_kl)",
+                             "configs/brain-tumor-mri-student.toml; 40 epochs", 0.972, 0.971, 76, 0.58),
+}
+
+#: Issue #20's levers, each trained once in the background on the shared 2-core machine (1 torch thread, another
+#: job running: wall times are upper bounds) and judged on val macro-F1 against RECIPE. The test split was not
+#: used to decide. Command: `medkd train --config configs/<task>-student.toml --threads 1 --out-dir
+#: runs/levers/<exp>/<task> --file-stem student --set …` with the overrides listed.
 LEVERS = [
-    ("cxr-covid", "TrivialAugment (grey ops, no flips) + weight EMA 0.998 + attention transfer (weight 1.0, last stage)",
-     "augment.trivial=true, ema_decay=0.998, at_weight=1.0; 60 epochs (stopped at 50)", 0.829, 0.858, 39, None),
-    ("skin-ham10000", "ensemble teacher (teacher + plain baseline soft targets)",
-     'teacher_ensemble=["trained_models/skin-ham10000/baseline.json"]; 30 epochs', 0.605, 0.611, 40, None),
-    ("histo-lc25000", "any-angle histology: vertical flip + 90° rotations, + weight EMA 0.998",
-     "augment.vflip=true, augment.rot90=true, ema_decay=0.998; 40 epochs", 0.990, 0.993, 54, None),
-    ("skin-ham10000", "attention transfer alone (Zagoruyko & Komodakis 2017 Eq. 2, last stage; hdkd's loss starts "
-     "near 500, so weight 100 makes AT about 10 % of it)", "at_weight=100; 30 epochs", 0.584, 0.611, 48, (0.24, 0.04)),
-    ("cxr-covid", "attention transfer alone (last stage; fbce_mse's loss falls from 0.4 to 0.02 and AT starts near 0.5, "
-     "so weight 0.1), fp32 (this AMD machine has no AVX-512: bf16 is emulated, 18x slower)",
-     "at_weight=0.1, precision=fp32; 40 epochs", 0.852, 0.858, 67, (0.80, 0.53)),
+    Lever("cxr-covid", "TrivialAugment (grey ops, no flips) + weight EMA 0.998 + attention transfer (weight 1.0, "
+          "last stage)", "augment.trivial=true, ema_decay=0.998, at_weight=1.0; 60 epochs (stopped at 50)",
+          None, 0.829, 39, None),
+    Lever("skin-ham10000", "ensemble teacher (teacher + plain baseline soft targets)",
+          'teacher_ensemble=["trained_models/skin-ham10000/baseline.json"]; 30 epochs', None, 0.605, 40, None),
+    Lever("histo-lc25000", "any-angle histology: vertical flip + 90° rotations, + weight EMA 0.998",
+          "augment.vflip=true, augment.rot90=true, ema_decay=0.998; 40 epochs", None, 0.990, 54, None),
+    Lever("skin-ham10000", "attention transfer alone (Zagoruyko & Komodakis 2017 Eq. 2, last stage; hdkd's loss "
+          "starts near 500, so weight 100 makes AT about 10 % of it)", "at_weight=100; 30 epochs", None, 0.584, 48, 0.24),
+    Lever("cxr-covid", "attention transfer alone (last stage; fbce_mse's loss falls from 0.4 to 0.02 and AT starts "
+          "near 0.5, so weight 0.1), fp32 (a machine without AVX-512, where bf16 is emulated)",
+          "at_weight=0.1, precision=fp32; 40 epochs", None, 0.852, 67, 0.80),
+    Lever("cxr-covid", "attention transfer alone, half the weight (bf16, an AVX-512 machine)",
+          "at_weight=0.05; 40 epochs", 0.856, 0.857, 32, 0.75),
+    Lever("histo-lc25000", "attention transfer alone (fbce_mse, as cxr: weight 0.1)",
+          "at_weight=0.1; 40 epochs", 0.990, 0.990, 32, 0.92),
 ]
 
 
 def levers_section() -> list[str]:
     lines = ["## Bundled models II: levers tried (issue #20)", "",
-             "Each lever was trained as a full student run and compared on **val** macro-F1 (best epoch) with the bundled",
-             "student's best epoch; a lever is kept only if it is higher. Wall time: 1 torch thread on the shared 2-core",
-             "machine while other jobs ran. Agreement: the median Pearson r of the teacher's and the student's Grad-CAM on",
-             "the same 40 `val` images (`medkd bench explain --split val --methods gradcam --images 40`, the lever's",
-             "student swapped in with `MEDKD_MODEL_DIRS=runs/levers/<lever>`).", "",
-             "| task | lever | overrides, epochs | val macro-F1 | bundled val macro-F1 | Grad-CAM agreement r on val "
-             "(lever / bundled) | wall time | decision |",
-             "|---|---|---|---|---|---|---|---|"]
-    for task, lever, how, val, bundled, minutes, agree in LEVERS:
-        r = f"{agree[0]:.2f} / {agree[1]:.2f}" if agree else "–"
-        lines.append(f"| {task} | {lever} | `{how}` | {val:.3f} | {bundled:.3f} | {r} | {minutes} min | "
-                     f"{'kept' if val > bundled else 'dropped (below the bundled student on val)'} |")
-    return [*lines, "", "Reading: attention transfer moves the student's Grad-CAM towards the teacher's on val (cxr r 0.53 → 0.80,",
-            "skin 0.04 → 0.24), at a cost in val macro-F1 (cxr −0.006, skin −0.027), so by the rule above it is not bundled.",
-            "Its weight must be set against each loss's scale; the earlier cxr run's weight 1.0 made AT about 20 times",
-            "the rest of the loss.", ""]
+             "Each lever was trained as a full student run and compared on **val** macro-F1 (best epoch) with the recipe",
+             "bundled before #20 (first row of each table); a lever is kept only if it is higher. Wall time: 1 torch thread",
+             "on the shared 2-core machine while another job ran. Agreement r: the median Pearson r of the teacher's and",
+             "the student's Grad-CAM on the same 40 `val` images (`medkd bench explain --split val --methods gradcam",
+             "--images 40`, the lever's student swapped in with `MEDKD_MODEL_DIRS=runs/levers/<exp>`). A dash: not",
+             "measured, or (val accuracy) logged on a machine since replaced.", ""]
+    num = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
+    for task, reference in RECIPE.items():
+        lines += [f"### {task}", "", "| lever | overrides, epochs | val accuracy | val macro-F1 | Grad-CAM r on val | "
+                  "wall time | decision |", "|---|---|---|---|---|---|---|"]
+        for row in [reference, *(lv for lv in LEVERS if lv.task == task)]:
+            decision = ("reference" if row is reference else "kept" if row.val_f1 > reference.val_f1
+                        else f"dropped (val macro-F1 {row.val_f1 - reference.val_f1:+.3f})".replace("+", "").replace("-0", "−0"))
+            lines.append(f"| {row.lever} | `{row.how}` | {num(row.val_acc, '.3f')} | {row.val_f1:.3f} | "
+                         f"{num(row.r, '.2f')} | {row.minutes} min | {decision} |")
+        lines.append("")
+    return [*lines, *LEVERS_READING, ""]
+
+
+#: What the tables say, in words (updated with each lever recorded).
+LEVERS_READING = [
+    "Reading: attention transfer moves the student's Grad-CAM towards the teacher's on val (cxr r 0.53 → 0.80,",
+    "skin 0.04 → 0.24), at a cost in val macro-F1 (cxr −0.006, skin −0.027), so by the rule above it is not bundled.",
+    "Its weight must be set against each loss's scale; the earlier cxr run's weight 1.0 made AT about 20 times",
+    "the rest of the loss.",
+]
 
 
 def rewrite_levers_section() -> None:
