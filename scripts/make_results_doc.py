@@ -8,6 +8,7 @@ time, and the papers' own figures for comparison. Run: `.venv/bin/python scripts
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import NamedTuple
 
@@ -181,7 +182,26 @@ def levers_section() -> list[str]:
             lines.append(f"| {row.lever} | `{row.how}` | {num(row.val_acc, '.3f')} | {row.val_f1:.3f} | "
                          f"{num(row.r, '.2f')} | {row.minutes} min | {decision} |")
         lines.append("")
-    return [*lines, *LEVERS_READING, ""]
+    return [*lines, *resolution_lines(), *LEVERS_READING, ""]
+
+
+def resolution_lines() -> list[str]:
+    """Progressive resizing is worth a run only where the student at the larger size stays >= 3x faster."""
+    path = REPO_DIR / "docs" / "bench" / "resolution.json"
+    if not path.exists():
+        return []
+    bench = json.loads(path.read_text())
+    lines = ["### Resolution (progressive resizing): which tasks may try it", "",
+             f"Student at a larger input against its teacher at 128 px, batch 1, {bench['threads']} threads (as `medkd bench",
+             f"inference` measures the speed target), calls alternating, median of {bench['repeat']} on an idle machine",
+             "(`scripts/bench_resolution.py`, `docs/bench/resolution.json`).",
+             "A size is open to the lever only where the speed-up stays ≥ 3×.", "",
+             "| task | " + " | ".join(f"{px} px" for px in bench["tasks"]["cxr-covid"]["speedup"]) + " |",
+             "|---|" + "---|" * len(bench["tasks"]["cxr-covid"]["speedup"])]
+    for task, r in bench["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(f"{v:.2f}×" + ("" if v >= 3 else " (too slow)")
+                                                for v in r["speedup"].values()) + " |")
+    return [*lines, ""]
 
 
 #: What the tables say, in words (updated with each lever recorded).

@@ -270,7 +270,8 @@ class Trainer:
                 why = f"loss {cfg.loss}" if loss_fn.needs_teacher else "attention transfer (at_weight > 0)"
                 raise ValueError(f"{why} needs a teacher: set `teacher` to its card")
             teacher = load_teacher(cfg.teacher, cfg.teacher_ensemble, cfg.teacher_tta, dev, classes=cfg.classes,
-                                   channels_last=cfg.channels_last, resolve=resolve_bundled)
+                                   channels_last=cfg.channels_last, student_input=cfg.input,
+                                   feature_loss=loss_fn.needs_features, resolve=resolve_bundled)
         elif cfg.teacher_ensemble or cfg.teacher_tta != "none":
             raise ValueError(f"teacher_ensemble / teacher_tta refine soft targets, but loss {cfg.loss} reads none "
                              "(and at_weight is 0)")

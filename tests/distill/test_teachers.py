@@ -68,10 +68,35 @@ def test_load_teacher_refuses_cards_of_other_classes_or_input(tmp_path):
     big = write_random_model(tmp_path / "g", "demo", "baseline", "cnn5", CLASSES, InputSpec(size=48, channels=1,
                              mean=(0.5,), std=(0.25,)), arch_kwargs=SMALL)
     dev = torch.device("cpu")
-    teacher = load_teacher(str(t.path), [str(b.path)], "hflip", dev, classes=CLASSES, channels_last=True)
+    teacher = load_teacher(str(t.path), [str(b.path)], "hflip", dev, classes=CLASSES, channels_last=True,
+                           student_input=spec)
     assert len(teacher.members) == 2 and teacher.tta == "hflip"
     assert not any(p.requires_grad for p in teacher.parameters())
     with pytest.raises(ValueError, match="has classes"):
-        load_teacher(str(t.path), [str(other.path)], "none", dev, classes=CLASSES, channels_last=False)
+        load_teacher(str(t.path), [str(other.path)], "none", dev, classes=CLASSES, channels_last=False,
+                     student_input=spec)
     with pytest.raises(ValueError, match="different input"):
-        load_teacher(str(t.path), [str(big.path)], "none", dev, classes=CLASSES, channels_last=False)
+        load_teacher(str(t.path), [str(big.path)], "none", dev, classes=CLASSES, channels_last=False,
+                     student_input=spec)
+
+
+def test_a_larger_teacher_sees_the_student_batch_at_its_own_size(tmp_path):
+    """A 48-px teacher distilling a 32-px student: its logits are those of the batch resized to 48 px,
+    and a teacher with other normalisation, or a feature-matching loss across sizes, is refused."""
+    small = InputSpec(size=32, channels=1, mean=(0.5,), std=(0.25,))
+    big = write_random_model(tmp_path / "g", "demo", "teacher", "cnn5", CLASSES, InputSpec(size=48, channels=1,
+                             mean=(0.5,), std=(0.25,)), arch_kwargs=SMALL)
+    dev = torch.device("cpu")
+    teacher = load_teacher(str(big.path), [], "none", dev, classes=CLASSES, channels_last=False, student_input=small)
+    assert teacher.size == 48
+    x = _x()
+    out, _ = teacher(x)
+    resized = torch.nn.functional.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False)
+    assert torch.allclose(out.logits, teacher.primary(resized), atol=1e-6)
+    assert not torch.allclose(out.logits, teacher.primary(x), atol=1e-3)
+    with pytest.raises(ValueError, match="feature maps"):
+        load_teacher(str(big.path), [], "none", dev, classes=CLASSES, channels_last=False, student_input=small,
+                     feature_loss=True)
+    other_norm = InputSpec(size=48, channels=1, mean=(0.4,), std=(0.25,))
+    with pytest.raises(ValueError, match="only the size may differ"):
+        load_teacher(str(big.path), [], "none", dev, classes=CLASSES, channels_last=False, student_input=other_norm)
