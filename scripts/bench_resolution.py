@@ -7,12 +7,14 @@ size, still meets the speed target against its teacher at the teacher's own size
 bundled teacher at its card's size and the bundled student at 128, 144 and 160 px, batch 1, the
 calls alternating so that machine load hits every size alike; the median of ``--repeat`` calls.
 Two threads by default, as ``medkd bench inference`` measures the speed target. Run it on an idle
-machine: under load the ratios move by a third (two training jobs running: cxr 128 px 4.4x).
+machine: under load the ratios move by a third (two training jobs running: cxr 128 px 4.4x, against
+3.5x idle), so the 1-minute load average at the start is recorded with the figures.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -54,7 +56,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     registry = ModelRegistry([BUNDLED_DIR])
-    result = {"threads": args.threads, "batch": 1, "repeat": args.repeat,
+    result = {"threads": args.threads, "batch": 1, "repeat": args.repeat, "load_average": os.getloadavg()[0],
               "tasks": {task: measure(task, registry, args.repeat) for task in TASKS}}
     for task, r in result["tasks"].items():
         print(task, " ".join(f"{px} px {s}x" for px, s in r["speedup"].items()))

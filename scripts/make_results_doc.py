@@ -197,8 +197,9 @@ def resolution_lines() -> list[str]:
     bench = json.loads(path.read_text())
     lines = ["### Resolution (progressive resizing): which tasks may try it", "",
              f"Student at a larger input against its teacher at 128 px, batch 1, {bench['threads']} threads (as `medkd bench",
-             f"inference` measures the speed target), calls alternating, median of {bench['repeat']} on an idle machine",
-             "(`scripts/bench_resolution.py`, `docs/bench/resolution.json`).",
+             f"inference` measures the speed target), calls alternating, median of {bench['repeat']}, load average "
+             f"{bench['load_average']:.1f} on 2 cores (`scripts/bench_resolution.py`, `docs/bench/resolution.json`; under",
+             "load the absolute speed-ups run high, while the loss from 128 px to a larger size is what decides).",
              "A size is open to the lever only where the speed-up stays ≥ 3×.", "",
              "| task | " + " | ".join(f"{px} px" for px in bench["tasks"]["cxr-covid"]["speedup"]) + " |",
              "|---|" + "---|" * len(bench["tasks"]["cxr-covid"]["speedup"])]
