@@ -90,7 +90,7 @@ def gui_section(runs: list[dict[str, Any]]) -> list[str]:
     first = runs[0]
     lines = ["## Review window (`medkd bench gui`)", "",
              f"Offscreen Qt, study `{first['study']}`, task {first['task']} ({first['models']}: {first['teacher']} / "
-             f"{first['student']}), {first['torch_threads']} torch threads on {first['cpu_count']} cores; "
+             f"{first['student']}), {first['torch_threads']} torch thread{'s' if first['torch_threads'] > 1 else ''} on {first['cpu_count']} cores; "
              f"{len(runs)} runs back to back; in each, launch is the median of 3 fresh processes and study-to-overlays "
              "the median of 5 opens. The same 5 ms timer run with nothing to do gives the idle floor.", "",
              "| figure | target | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | verdict |",
