@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'/%.3f' % v['near_auroc'] if 'near_auroc' in v else ''}" for k, v in r["candidates"].items())
                   + f"  (val best {best}, {time.perf_counter() - t0:.0f} s)", flush=True)
     if args.task and args.out.exists():
-        # One task refitted (a retrained model): the other tasks' models and figures are unchanged, and the
+        # Only the named tasks refitted (a retrained model): the other tasks' models and figures are unchanged, and the
         # score family is still chosen over every model's val AUROC, so their entries are kept.
         kept = json.loads(args.out.read_text())
         report["tasks"] = {**kept["tasks"], **report["tasks"]}
